@@ -1,0 +1,45 @@
+# mptcpsec: `make demo` and `make test` each work from a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install build test demo bench lint check-prereqs clean sanitize
+
+# A new virtual environment whenever none exists.
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel cffi
+
+check-prereqs:
+	@command -v cc >/dev/null 2>&1 || { echo "error: no C compiler; install one (Debian: apt-get install build-essential)" >&2; exit 1; }
+	@printf '#include <openssl/evp.h>\nint main(void){return 0;}\n' | cc -x c - -o /dev/null -lcrypto 2>/dev/null || { \
+		echo "error: OpenSSL 3 development files are missing; install them (Debian: apt-get install libssl-dev)" >&2; exit 1; }
+
+$(STAMP): $(PY) setup.py pyproject.toml csrc/build_core.py csrc/mptcpsec_core.c csrc/mptcpsec_core.h | check-prereqs
+	$(PIP) install --quiet -e '.[test,bench]'
+	@touch $@
+
+install: $(STAMP)
+
+# Rebuild the C core in place (after editing csrc/).
+build: $(STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/mptcpsec demo
+
+bench: $(STAMP)
+	$(VENV)/bin/mptcpsec bench crypto
+	$(PY) -m pytest bench -q --benchmark-only
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build *.egg-info mptcpsec/_core*.so mptcpsec/_core.c .pytest_cache .benchmarks
