@@ -1,5 +1,7 @@
 """Build and install mptcpsec; the C core is compiled by cffi (csrc/build_core.py)."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 TEST = [
@@ -16,7 +18,7 @@ setup(
     name="mptcpsec",
     version="0.1.0",
     description="Secure multipath transport research toolkit: MPTCPsec records over TCP subflows",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["mptcpsec", "mptcpsec.*"]),

@@ -9,6 +9,7 @@ and the associated data is header || options.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -35,7 +36,7 @@ class RecordType(IntEnum):
     CLOSE = 5
 
 
-def type_mask(types: "tuple[RecordType, ...] | list[RecordType] | set[RecordType]") -> int:
+def type_mask(types: Iterable[int]) -> int:
     """The allowed-types bit mask the C batch opener takes (bit t set for type t)."""
     mask = 0
     for t in types:

@@ -1,0 +1,288 @@
+"""The C core backend (cffi, libcrypto): the hot path for every record."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import (
+    AuthenticationError,
+    BackendUnavailableError,
+    ContextFailedError,
+    CounterExhaustedError,
+    CryptoError,
+    InvalidKeyError,
+    RecordError,
+    RecordTooLargeError,
+    TruncatedError,
+    UnsupportedAlgorithmError,
+)
+from ..wire.header import HEADER_LEN, MAX_BODY_LEN, MAX_OPT_LEN, MAX_PLAINTEXT
+from .aead import (
+    DEFAULT_ALLOWED_TYPES,
+    TAG_LEN,
+    Algorithm,
+    Backend,
+    BatchOpenResult,
+    FailureReason,
+    OpenedRecord,
+    Opener,
+    RecordSpec,
+    Sealer,
+    check_chunk_args,
+    check_key_iv,
+    failure,
+)
+
+try:
+    from .. import _core  # type: ignore[attr-defined]
+except ImportError as exc:  # pragma: no cover - exercised by the selection tests
+    _core = None
+    _IMPORT_ERROR: ImportError | None = exc
+else:
+    _IMPORT_ERROR = None
+
+_REC_IN = struct.Struct("=BBHIII")
+
+
+def _load() -> Any:
+    if _core is None:
+        raise BackendUnavailableError(
+            "the mptcpsec C core is not built (mptcpsec._core failed to import: "
+            f"{_IMPORT_ERROR}); run `make install` (or `make build` after editing csrc/), "
+            "which needs a C compiler and the OpenSSL 3 headers (Debian: libssl-dev); "
+            "or select the pure-Python reference with MPTCPSEC_BACKEND=python"
+        )
+    return _core
+
+
+def _raise(code: int, what: str) -> None:
+    lib = _core.lib
+    exc: type[Exception] = {
+        lib.MPS_ERR_ARG: ValueError,
+        lib.MPS_ERR_ALG: UnsupportedAlgorithmError,
+        lib.MPS_ERR_KEYLEN: InvalidKeyError,
+        lib.MPS_ERR_IVLEN: InvalidKeyError,
+        lib.MPS_ERR_NOMEM: MemoryError,
+        lib.MPS_ERR_CRYPTO: CryptoError,
+        lib.MPS_ERR_AUTH: AuthenticationError,
+        lib.MPS_ERR_TOOBIG: RecordTooLargeError,
+        lib.MPS_ERR_SHORT: TruncatedError,
+        lib.MPS_ERR_VERSION: RecordError,
+        lib.MPS_ERR_TYPE: RecordError,
+        lib.MPS_ERR_COUNTER: CounterExhaustedError,
+        lib.MPS_ERR_DIRECTION: CryptoError,
+        lib.MPS_ERR_BODYLEN: RecordError,
+        lib.MPS_ERR_FAILED: ContextFailedError,
+    }.get(code, CryptoError)
+    raise exc(f"{what}: C core error {code}")
+
+
+def _reason(code: int) -> FailureReason:
+    lib = _core.lib
+    return {
+        lib.MPS_ERR_AUTH: FailureReason.AUTH,
+        lib.MPS_ERR_VERSION: FailureReason.VERSION,
+        lib.MPS_ERR_TYPE: FailureReason.TYPE,
+        lib.MPS_ERR_TOOBIG: FailureReason.TOO_LARGE,
+        lib.MPS_ERR_BODYLEN: FailureReason.SHORT_BODY,
+        lib.MPS_ERR_COUNTER: FailureReason.COUNTER,
+        lib.MPS_ERR_FAILED: FailureReason.FAILED,
+    }.get(code, FailureReason.FAILED)
+
+
+class _CoreObject:
+    """Owns one mps_aead; frees (and so wipes) it on close or garbage collection."""
+
+    def __init__(self, alg: Algorithm | str, key: bytes, iv: bytes, encrypt: bool) -> None:
+        core = _load()
+        self.algorithm = Algorithm.parse(alg)
+        check_key_iv(self.algorithm, key, iv)
+        self._ffi, self._lib = core.ffi, core.lib
+        err = self._ffi.new("int *")
+        ptr = self._lib.mps_aead_new(self.algorithm.core_id, key, len(key), iv, len(iv),
+                                     1 if encrypt else 0, err)
+        if ptr == self._ffi.NULL:
+            _raise(err[0], "cannot create the AEAD object")
+        self._ctx = self._ffi.gc(ptr, self._lib.mps_aead_free)
+        self._out_len = self._ffi.new("size_t *")
+
+    def _live(self) -> Any:
+        if self._ctx is None:
+            raise ContextFailedError("this AEAD object was closed and its key wiped")
+        return self._ctx
+
+    @property
+    def counter(self) -> int:
+        return int(self._lib.mps_aead_counter(self._live()))
+
+    def set_counter(self, value: int) -> None:
+        self._lib.mps_aead_set_counter(self._live(), value)
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            self._ffi.release(ctx)
+
+
+class CoreSealer(_CoreObject, Sealer):
+    def __init__(self, alg: Algorithm | str, key: bytes, iv: bytes) -> None:
+        super().__init__(alg, key, iv, encrypt=True)
+
+    def seal(self, counter: int, ad: bytes, plaintext: bytes) -> bytes:
+        if len(plaintext) > self._lib.MPS_MAX_SINGLE or len(ad) > self._lib.MPS_MAX_SINGLE:
+            raise RecordTooLargeError("plaintext or associated data over the single-call limit")
+        out = bytearray(len(plaintext) + TAG_LEN)
+        n = self._lib.mps_seal(self._live(), counter, ad, len(ad),
+                               self._ffi.from_buffer(plaintext), len(plaintext),
+                               self._ffi.from_buffer(out), len(out))
+        if n < 0:
+            _raise(n, "seal failed")
+        return bytes(out)
+
+    def seal_records(self, records: Sequence[RecordSpec]) -> bytearray:
+        descs = bytearray(_REC_IN.size * len(records))
+        opts: list[bytes] = []
+        pts: list[bytes] = []
+        opt_off = pt_off = total = 0
+        pack = _REC_IN.pack_into
+        for i, (rtype, flags, options, plaintext) in enumerate(records):
+            olen, plen = len(options), len(plaintext)
+            if olen > MAX_OPT_LEN or plen > MAX_PLAINTEXT:
+                raise RecordTooLargeError(
+                    f"record {i}: {olen} option bytes (max {MAX_OPT_LEN}) and "
+                    f"{plen} plaintext bytes (max {MAX_PLAINTEXT})")
+            if not (0 <= rtype <= 255 and 0 <= flags <= 255):
+                raise RecordError(f"record {i}: type and flags are single bytes")
+            pack(descs, i * _REC_IN.size, rtype, flags, olen, opt_off, pt_off, plen)
+            opts.append(options)
+            pts.append(plaintext)
+            opt_off += olen
+            pt_off += plen
+            total += HEADER_LEN + olen + plen + TAG_LEN
+        optbuf = b"".join(opts)
+        ptbuf = b"".join(pts)
+        out = bytearray(total)
+        ffi = self._ffi
+        n = self._lib.mps_seal_batch(
+            self._live(), ffi.from_buffer("mps_rec_in[]", descs), len(records),
+            optbuf, len(optbuf), ptbuf, len(ptbuf),
+            ffi.from_buffer(out), total, self._out_len)
+        if n < 0:
+            _raise(n, "batch seal failed")
+        return out
+
+    def seal_chunks(
+        self,
+        data: bytes | bytearray | memoryview,
+        chunk: int,
+        rtype: int,
+        flags: int = 0,
+        options: bytes = b"",
+        seq_off: int | None = None,
+        seq_base: int = 0,
+        len_off: int | None = None,
+    ) -> bytearray:
+        check_chunk_args(chunk, options, seq_off, len_off)
+        size = len(data)
+        nrec = -(-size // chunk) if size else 1
+        out = bytearray(size + nrec * (HEADER_LEN + len(options) + TAG_LEN))
+        ffi, lib = self._ffi, self._lib
+        n = lib.mps_seal_chunks(
+            self._live(), rtype, flags, options, len(options),
+            lib.MPS_NO_PATCH if seq_off is None else seq_off, seq_base,
+            lib.MPS_NO_PATCH if len_off is None else len_off,
+            ffi.from_buffer(data), size, chunk, ffi.from_buffer(out), len(out), self._out_len)
+        if n < 0:
+            _raise(n, "chunk seal failed")
+        return out
+
+
+class CoreOpener(_CoreObject, Opener):
+    def __init__(self, alg: Algorithm | str, key: bytes, iv: bytes) -> None:
+        super().__init__(alg, key, iv, encrypt=False)
+        self._recs_cap = 0
+        self._recs: Any = None
+        self._consumed = self._ffi.new("size_t *")
+        self._err = self._ffi.new("int *")
+
+    @property
+    def failed(self) -> bool:
+        return self._ctx is None or bool(self._lib.mps_aead_failed(self._ctx))
+
+    def open(self, counter: int, ad: bytes, body: bytes) -> bytes:
+        if len(body) < TAG_LEN:
+            raise RecordError(f"body of {len(body)} bytes is shorter than the {TAG_LEN}-byte tag")
+        out = bytearray(len(body) - TAG_LEN)
+        n = self._lib.mps_open(self._live(), counter, ad, len(ad),
+                               self._ffi.from_buffer(body), len(body),
+                               self._ffi.from_buffer(out), len(out))
+        if n < 0:
+            _raise(n, "open failed")
+        return bytes(out)
+
+    def open_records(
+        self,
+        buf: bytearray,
+        max_body: int = MAX_BODY_LEN,
+        allowed_types: int = DEFAULT_ALLOWED_TYPES,
+        out: bytearray | None = None,
+        max_records: int = 4096,
+    ) -> BatchOpenResult:
+        ffi, lib = self._ffi, self._lib
+        if max_records > self._recs_cap:
+            self._recs = ffi.new("mps_rec_out[]", max_records)
+            self._recs_cap = max_records
+        if out is not None and len(out) < len(buf):
+            raise TruncatedError("the output buffer must be at least as long as the input")
+        outp = ffi.NULL if out is None else ffi.from_buffer(out)
+        n = lib.mps_open_batch(
+            self._live(), ffi.from_buffer(buf), len(buf), outp, 0 if out is None else len(out),
+            max_body, allowed_types, self._recs, max_records, self._consumed, self._err)
+        recs = self._recs
+        result = BatchOpenResult(
+            records=[OpenedRecord(r.offset, r.type, r.flags, r.opt_len, r.pt_len)
+                     for r in (recs[i] for i in range(n))],
+            consumed=int(self._consumed[0]),
+        )
+        code = self._err[0]
+        if code != lib.MPS_OK:
+            if code in (lib.MPS_ERR_ARG, lib.MPS_ERR_SHORT, lib.MPS_ERR_DIRECTION):
+                _raise(code, "batch open refused its arguments")
+            result.reason = _reason(code)
+            result.error = failure(result.reason, n)
+        return result
+
+
+class CoreBackend(Backend):
+    name = "c"
+
+    def __init__(self) -> None:
+        core = _load()
+        self._ffi, self._lib = core.ffi, core.lib
+
+    def sealer(self, alg: Algorithm | str, key: bytes, iv: bytes) -> Sealer:
+        return CoreSealer(alg, key, iv)
+
+    def opener(self, alg: Algorithm | str, key: bytes, iv: bytes) -> Opener:
+        return CoreOpener(alg, key, iv)
+
+    def hmac_sha256(self, key: bytes, msg: bytes, length: int = 32) -> bytes:
+        if not 1 <= length <= 32:
+            raise ValueError("HMAC-SHA256 truncation length must be 1..32 bytes")
+        out = self._ffi.new("uint8_t[]", length)
+        rc = self._lib.mps_hmac_sha256(key, len(key), msg, len(msg), out, length)
+        if rc != 0:
+            _raise(rc, "HMAC failed")
+        return bytes(self._ffi.buffer(out, length))
+
+    def ct_equal(self, a: bytes, b: bytes) -> bool:
+        if len(a) != len(b):
+            return False
+        return bool(self._lib.mps_ct_equal(a, b, len(a)))
+
+    def wipe(self, buf: bytearray) -> None:
+        """Zero a bytearray with OPENSSL_cleanse (not optimised away)."""
+        if buf:
+            self._lib.mps_wipe(self._ffi.from_buffer(buf), len(buf))
