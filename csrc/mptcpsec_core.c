@@ -308,9 +308,7 @@ long mps_open_batch(mps_aead *ctx, uint8_t *buf, size_t len, uint8_t *out, size_
         if (rc != MPS_OK) { *err = rc; break; }
         ctx->counter++;
         recs[n].offset = (uint32_t)pos;
-        recs[n].type = h[1];
-        recs[n].flags = h[2];
-        recs[n].opt_len = (uint16_t)opt_len;
+        recs[n].info = (uint32_t)h[1] | (uint32_t)h[2] << 8 | (uint32_t)opt_len << 16;
         recs[n].pt_len = (uint32_t)(body_len - MPS_TAG_LEN);
         n++;
         pos += rec_len;

@@ -62,13 +62,13 @@ typedef struct {
     uint32_t pt_len;
 } mps_rec_in;
 
-/* One opened record: header offset in the buffer, its fixed fields, and the
- * plaintext length. The plaintext starts at offset + 6 + opt_len. 12 bytes. */
+/* One opened record: header offset in the buffer, its fixed fields packed as
+ * info = type | flags << 8 | opt_len << 16, and the plaintext length. The plaintext
+ * starts at offset + 6 + opt_len. Three 32-bit words, so callers can read the array
+ * as a flat word array. */
 typedef struct {
     uint32_t offset;
-    uint8_t type;
-    uint8_t flags;
-    uint16_t opt_len;
+    uint32_t info;
     uint32_t pt_len;
 } mps_rec_out;
 

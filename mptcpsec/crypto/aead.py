@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from ..errors import (
     AuthenticationError,
@@ -138,11 +140,60 @@ class OpenedRecord:
         return bytes(buf[self.pt_offset : self.pt_offset + self.pt_len])
 
 
+class RecordList(Sequence[OpenedRecord]):
+    """Opened records as packed (offset, type, flags, opt_len, pt_len) rows.
+
+    Built from one copy of the C core's output array; `OpenedRecord` objects are made only
+    for the rows a caller looks at, so a batch of small records costs no per-record
+    Python allocation until it is consumed.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: memoryview | None = None) -> None:
+        self._rows = rows  # a memoryview of 'I' with 3 words per record, or None
+
+    @classmethod
+    def from_records(cls, records: Iterable[OpenedRecord]) -> RecordList:
+        words = array("I")
+        for r in records:
+            words.extend((r.offset, r.type | r.flags << 8 | r.opt_len << 16, r.pt_len))
+        return cls(memoryview(words))
+
+    def __len__(self) -> int:
+        return 0 if self._rows is None else len(self._rows) // 3
+
+    @overload
+    def __getitem__(self, index: int) -> OpenedRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[OpenedRecord]: ...
+    def __getitem__(self, index: int | slice) -> OpenedRecord | list[OpenedRecord]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n or self._rows is None:
+            raise IndexError("record index out of range")
+        off, packed, pt_len = self._rows[3 * index : 3 * index + 3]
+        return OpenedRecord(off, packed & 0xFF, (packed >> 8) & 0xFF, packed >> 16, pt_len)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RecordList | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RecordList({list(self)!r})"
+
+
 @dataclass(slots=True)
 class BatchOpenResult:
     """Records opened from a receive buffer, and the failure that stopped the batch."""
 
-    records: list[OpenedRecord] = field(default_factory=list)
+    records: RecordList = field(default_factory=RecordList)
     consumed: int = 0
     reason: FailureReason | None = None
     error: MptcpsecError | None = None
@@ -309,6 +360,7 @@ __all__ = [
     "FailureReason",
     "OpenedRecord",
     "Opener",
+    "RecordList",
     "RecordSpec",
     "Sealer",
 ]

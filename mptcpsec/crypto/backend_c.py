@@ -26,8 +26,8 @@ from .aead import (
     Backend,
     BatchOpenResult,
     FailureReason,
-    OpenedRecord,
     Opener,
+    RecordList,
     RecordSpec,
     Sealer,
     check_chunk_args,
@@ -44,6 +44,7 @@ else:
     _IMPORT_ERROR = None
 
 _REC_IN = struct.Struct("=BBHIII")
+_REC_OUT_SIZE = 12
 
 
 def _load() -> Any:
@@ -79,6 +80,11 @@ def _raise(code: int, what: str) -> None:
     raise exc(f"{what}: C core error {code}")
 
 
+def _arg(ffi: Any, data: bytes | bytearray | memoryview) -> Any:
+    """Bytes pass to C as they are; other buffers through from_buffer."""
+    return data if type(data) is bytes else ffi.from_buffer(data)
+
+
 def _reason(code: int) -> FailureReason:
     lib = _core.lib
     return {
@@ -107,6 +113,15 @@ class _CoreObject:
             _raise(err[0], "cannot create the AEAD object")
         self._ctx = self._ffi.gc(ptr, self._lib.mps_aead_free)
         self._out_len = self._ffi.new("size_t *")
+        self._scratch_buf: Any = None
+        self._scratch_len = 0
+
+    def _scratch(self, size: int) -> Any:
+        """A reusable output buffer of at least `size` bytes (results are copied out)."""
+        if size > self._scratch_len or self._scratch_buf is None:
+            self._scratch_buf = self._ffi.new("uint8_t[]", max(size, 2048))
+            self._scratch_len = max(size, 2048)
+        return self._scratch_buf
 
     def _live(self) -> Any:
         if self._ctx is None:
@@ -131,15 +146,15 @@ class CoreSealer(_CoreObject, Sealer):
         super().__init__(alg, key, iv, encrypt=True)
 
     def seal(self, counter: int, ad: bytes, plaintext: bytes) -> bytes:
-        if len(plaintext) > self._lib.MPS_MAX_SINGLE or len(ad) > self._lib.MPS_MAX_SINGLE:
+        size = len(plaintext) + TAG_LEN
+        if size > self._lib.MPS_MAX_SINGLE or len(ad) > self._lib.MPS_MAX_SINGLE:
             raise RecordTooLargeError("plaintext or associated data over the single-call limit")
-        out = bytearray(len(plaintext) + TAG_LEN)
-        n = self._lib.mps_seal(self._live(), counter, ad, len(ad),
-                               self._ffi.from_buffer(plaintext), len(plaintext),
-                               self._ffi.from_buffer(out), len(out))
+        out = self._scratch(size)
+        n = self._lib.mps_seal(self._live(), counter, _arg(self._ffi, ad), len(ad),
+                               _arg(self._ffi, plaintext), len(plaintext), out, size)
         if n < 0:
             _raise(n, "seal failed")
-        return bytes(out)
+        return self._ffi.buffer(out, n)[:]
 
     def seal_records(self, records: Sequence[RecordSpec]) -> bytearray:
         descs = bytearray(_REC_IN.size * len(records))
@@ -214,13 +229,15 @@ class CoreOpener(_CoreObject, Opener):
     def open(self, counter: int, ad: bytes, body: bytes) -> bytes:
         if len(body) < TAG_LEN:
             raise RecordError(f"body of {len(body)} bytes is shorter than the {TAG_LEN}-byte tag")
-        out = bytearray(len(body) - TAG_LEN)
-        n = self._lib.mps_open(self._live(), counter, ad, len(ad),
-                               self._ffi.from_buffer(body), len(body),
-                               self._ffi.from_buffer(out), len(out))
+        if len(body) > self._lib.MPS_MAX_SINGLE or len(ad) > self._lib.MPS_MAX_SINGLE:
+            raise RecordTooLargeError("body or associated data over the single-call limit")
+        size = len(body) - TAG_LEN
+        out = self._scratch(size)
+        n = self._lib.mps_open(self._live(), counter, _arg(self._ffi, ad), len(ad),
+                               _arg(self._ffi, body), len(body), out, size)
         if n < 0:
             _raise(n, "open failed")
-        return bytes(out)
+        return self._ffi.buffer(out, n)[:]
 
     def open_records(
         self,
@@ -240,12 +257,11 @@ class CoreOpener(_CoreObject, Opener):
         n = lib.mps_open_batch(
             self._live(), ffi.from_buffer(buf), len(buf), outp, 0 if out is None else len(out),
             max_body, allowed_types, self._recs, max_records, self._consumed, self._err)
-        recs = self._recs
-        result = BatchOpenResult(
-            records=[OpenedRecord(r.offset, r.type, r.flags, r.opt_len, r.pt_len)
-                     for r in (recs[i] for i in range(n))],
-            consumed=int(self._consumed[0]),
-        )
+        rows = None
+        if n:
+            # mps_rec_out is three 32-bit words: offset, type|flags<<8|opt_len<<16, pt_len.
+            rows = memoryview(bytes(ffi.buffer(self._recs, n * _REC_OUT_SIZE))).cast("I")
+        result = BatchOpenResult(records=RecordList(rows), consumed=int(self._consumed[0]))
         code = self._err[0]
         if code != lib.MPS_OK:
             if code in (lib.MPS_ERR_ARG, lib.MPS_ERR_SHORT, lib.MPS_ERR_DIRECTION):

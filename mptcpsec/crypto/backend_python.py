@@ -31,6 +31,7 @@ from .aead import (
     FailureReason,
     OpenedRecord,
     Opener,
+    RecordList,
     RecordSpec,
     Sealer,
     check_chunk_args,
@@ -160,6 +161,7 @@ class RefOpener(_RefObject, Opener):
     ) -> BatchOpenResult:
         aead = self._live()
         result = BatchOpenResult()
+        opened: list[OpenedRecord] = []
         if out is not None and len(out) < len(buf):
             raise TruncatedError("the output buffer must be at least as long as the input")
         if self._failed:
@@ -169,7 +171,7 @@ class RefOpener(_RefObject, Opener):
         dest = buf if out is None else out
         max_body = min(max_body, MAX_BODY_LEN)
         pos, size, reason = 0, len(buf), None
-        while len(result.records) < max_records and size - pos >= HEADER_LEN:
+        while len(opened) < max_records and size - pos >= HEADER_LEN:
             version, rtype, flags, opt_len, body_len = _HDR.unpack_from(buf, pos)
             ad_end = pos + HEADER_LEN + opt_len
             if version != VERSION:
@@ -195,9 +197,10 @@ class RefOpener(_RefObject, Opener):
                 break
             self._counter += 1
             dest[ad_end : ad_end + len(pt)] = pt
-            result.records.append(OpenedRecord(pos, rtype, flags, opt_len, len(pt)))
+            opened.append(OpenedRecord(pos, rtype, flags, opt_len, len(pt)))
             pos = ad_end + body_len
         result.consumed = pos
+        result.records = RecordList.from_records(opened)
         if reason is not None:
             self._failed = True
             result.reason = reason

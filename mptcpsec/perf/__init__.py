@@ -1,0 +1,1 @@
+"""Measurement code shared by `mptcpsec bench` and the pytest-benchmark suites in bench/."""
