@@ -43,3 +43,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf build *.egg-info mptcpsec/_core*.so mptcpsec/_core.c .pytest_cache .benchmarks
+
+# The C core under AddressSanitizer and UndefinedBehaviorSanitizer, on the crypto and wire tests.
+sanitize: $(STAMP)
+	PY=$(abspath $(PY)) ./csrc/sanitize.sh tests/crypto $(wildcard tests/wire)
