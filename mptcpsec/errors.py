@@ -53,3 +53,55 @@ class WireError(MptcpsecError, ValueError):
 
 class KeyExchangeError(MptcpsecError):
     """Key establishment failed; the message says which check failed."""
+
+
+class OptionError(WireError):
+    """An MPTCP option (TCP option kind 30) that cannot be encoded or decoded."""
+
+
+class OptionTruncatedError(OptionError):
+    """The input ends before the option (or its kind/length bytes) is complete."""
+
+
+class OptionLengthError(OptionError):
+    """An option length that no RFC 8684 form of that option has."""
+
+
+class OptionFlagsError(OptionError):
+    """A flag combination that has no meaning, e.g. a DSS 8-byte-DSN flag without a mapping."""
+
+
+class OptionValueError(OptionError):
+    """A field value out of range, or fields that belong to no single form of the option."""
+
+
+class UnknownOptionError(OptionError):
+    """A TCP option kind other than 30, or an MPTCP subtype this codec does not know."""
+
+
+class OptionsTooLongError(OptionError):
+    """Options that do not fit in a record's 255-byte option area."""
+
+
+class RecordVersionError(RecordError):
+    """A record header whose version is not 1."""
+
+
+class RecordTypeError(RecordError):
+    """A record type that is unknown or not accepted in the current state."""
+
+
+class RecordFlagsError(RecordError):
+    """A record with flag bits that its type does not define."""
+
+
+class RecordOptionsError(RecordError):
+    """A record whose options break the rules of its type (papers/SPEC.md, section 5)."""
+
+
+class RecordBodyError(RecordError):
+    """A record body of a length its type or protection forbids (e.g. shorter than the tag)."""
+
+
+class ParserFailedError(RecordError):
+    """The incremental parser was fed again after it rejected input; the subflow is poisoned."""

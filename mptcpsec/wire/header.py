@@ -34,6 +34,7 @@ class RecordType(IntEnum):
     HANDSHAKE = 3
     KEY_UPDATE = 4
     CLOSE = 5
+    JOIN = 6
 
 
 def type_mask(types: Iterable[int]) -> int:
