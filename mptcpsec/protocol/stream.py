@@ -1,0 +1,248 @@
+"""Connection-level byte stream: the send buffer in DSN space and the reassembly buffer.
+
+Both are bounded: the send buffer holds at most `limit` unacknowledged bytes (the writer
+is pushed back beyond that), the reassembly buffer accepts only data inside the receive
+window and drops duplicates, so re-injected data is delivered exactly once.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A half-open DSN range [start, end)."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+class SendBuffer:
+    """Bytes written by the application, indexed by 64-bit data sequence number.
+
+    Bytes stay here until the peer's cumulative DATA_ACK covers them, so that anything in
+    flight on a subflow that dies can be re-injected on another.
+    """
+
+    def __init__(self, initial_dsn: int, limit: int) -> None:
+        self.base = initial_dsn  # DSN of _buf[0]: the peer's DATA_ACK
+        self._buf = bytearray()
+        self.next_dsn = initial_dsn  # first DSN never sent yet
+        self.limit = limit
+        self._reinject: list[Range] = []  # ranges to send again, in DSN order
+        self.fin_dsn: int | None = None  # DSN of DATA_FIN once the writer closed
+
+    @property
+    def end(self) -> int:
+        """DSN after the last byte written."""
+        return self.base + len(self._buf)
+
+    @property
+    def unacked(self) -> int:
+        return len(self._buf)
+
+    @property
+    def writable(self) -> int:
+        """Bytes the application may still write before it is pushed back."""
+        return max(0, self.limit - len(self._buf))
+
+    @property
+    def unsent(self) -> int:
+        return self.end - self.next_dsn
+
+    @property
+    def pending_reinjection(self) -> int:
+        return sum(r.length for r in self._reinject)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.fin_dsn is not None:
+            raise ValueError("the stream was closed for writing")
+        self._buf += data
+
+    def close(self) -> None:
+        if self.fin_dsn is None:
+            self.fin_dsn = self.end
+
+    def ack(self, data_ack: int) -> int:
+        """Apply a cumulative DATA_ACK; returns the number of newly acknowledged bytes.
+
+        An ACK beyond anything sent is ignored (the caller treats it as a protocol error).
+        """
+        limit = self.next_dsn
+        if self.fin_dsn is not None and self.next_dsn >= self.fin_dsn:
+            limit = self.fin_dsn + 1  # the DATA_FIN occupies one DSN
+        if data_ack <= self.base or data_ack > limit:
+            return 0
+        acked = min(data_ack, self.end) - self.base
+        del self._buf[:acked]
+        self.base += acked
+        self._reinject = [Range(max(r.start, self.base), r.end) for r in self._reinject
+                          if r.end > self.base]
+        return acked
+
+    def fin_acked(self, data_ack: int) -> bool:
+        return self.fin_dsn is not None and data_ack >= self.fin_dsn + 1
+
+    def reinject(self, ranges: list[Range]) -> int:
+        """Queue ranges (from a dead subflow) to be sent again; returns the bytes queued."""
+        queued = 0
+        for r in ranges:
+            start, end = max(r.start, self.base), min(r.end, self.next_dsn)
+            if start >= end:
+                continue
+            self._reinject.append(Range(start, end))
+            queued += end - start
+        merged: list[Range] = []
+        for r in sorted(self._reinject, key=lambda r: r.start):
+            if merged and r.start <= merged[-1].end:
+                if r.end > merged[-1].end:
+                    merged[-1] = Range(merged[-1].start, r.end)
+            else:
+                merged.append(r)
+        self._reinject = merged
+        return queued
+
+    def next_chunk(self, max_len: int) -> tuple[int, bytes] | None:
+        """The next bytes to put on a subflow: re-injected ranges first, then new data."""
+        while self._reinject:
+            r = self._reinject[0]
+            start = max(r.start, self.base)
+            if start >= r.end:
+                self._reinject.pop(0)
+                continue
+            end = min(r.end, start + max_len)
+            if end == r.end:
+                self._reinject.pop(0)
+            else:
+                self._reinject[0] = Range(end, r.end)
+            return start, bytes(self._buf[start - self.base:end - self.base])
+        if self.next_dsn < self.end:
+            start = self.next_dsn
+            end = min(self.end, start + max_len)
+            self.next_dsn = end
+            return start, bytes(self._buf[start - self.base:end - self.base])
+        return None
+
+    def peek(self, start: int, end: int) -> bytes:
+        """Bytes of [start, end) still held (for redundant scheduling)."""
+        start = max(start, self.base)
+        return bytes(self._buf[start - self.base:max(start, end) - self.base])
+
+
+class ReassemblyBuffer:
+    """In-order delivery from out-of-order, possibly duplicated DSN ranges.
+
+    Only data inside [delivered, delivered + window) is kept, so memory is bounded by the
+    window whatever a peer sends.
+    """
+
+    def __init__(self, initial_dsn: int, window: int) -> None:
+        self.next_dsn = initial_dsn  # first DSN not yet contiguous
+        self.window = window
+        self._ready = bytearray()  # contiguous bytes not yet read by the application
+        self._starts: list[int] = []  # out-of-order segments, sorted, non-overlapping
+        self._segs: dict[int, bytes] = {}
+        self._ooo_bytes = 0
+        self.duplicates = 0  # bytes received more than once
+        self.fin_dsn: int | None = None
+
+    @property
+    def readable(self) -> int:
+        return len(self._ready)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._ready) + self._ooo_bytes
+
+    @property
+    def free_window(self) -> int:
+        """Bytes the peer may still send beyond next_dsn."""
+        return max(0, self.window - self.buffered)
+
+    @property
+    def window_edge(self) -> int:
+        """First DSN beyond what the receiver accepts now."""
+        return self.next_dsn + self.window - len(self._ready)
+
+    @property
+    def at_eof(self) -> bool:
+        return self.fin_dsn is not None and self.next_dsn >= self.fin_dsn and not self._ready
+
+    def receive(self, dsn: int, data: bytes) -> int:
+        """Add a mapped range; returns the bytes that became newly in order.
+
+        Raises ValueError for data beyond the advertised window (a peer bug or attack).
+        """
+        end = dsn + len(data)
+        if end > self.window_edge and end > self.next_dsn:
+            raise ValueError(f"data [{dsn}, {end}) beyond the receive window edge "
+                             f"{self.window_edge}")
+        if end <= self.next_dsn:
+            self.duplicates += len(data)
+            return 0
+        if dsn < self.next_dsn:
+            self.duplicates += self.next_dsn - dsn
+            data = data[self.next_dsn - dsn:]
+            dsn = self.next_dsn
+        if dsn > self.next_dsn:
+            self._store(dsn, data)
+            return 0
+        before = self.next_dsn
+        self._ready += data
+        self.next_dsn = end
+        self._drain_segments()
+        return self.next_dsn - before
+
+    def _store(self, dsn: int, data: bytes) -> None:
+        # Trim against existing segments so that stored bytes never overlap.
+        end = dsn + len(data)
+        i = bisect.bisect_right(self._starts, dsn) - 1
+        pieces: list[tuple[int, bytes]] = []
+        cur = dsn
+        j = max(i, 0)
+        while cur < end:
+            if j < len(self._starts) and self._starts[j] <= cur:
+                s = self._starts[j]
+                e = s + len(self._segs[s])
+                if e > cur:
+                    self.duplicates += min(e, end) - cur
+                    cur = min(e, end)
+                j += 1
+                continue
+            nxt = self._starts[j] if j < len(self._starts) else end
+            stop = min(nxt, end)
+            if stop > cur:
+                pieces.append((cur, data[cur - dsn:stop - dsn]))
+            cur = stop
+        for s, piece in pieces:
+            bisect.insort(self._starts, s)
+            self._segs[s] = piece
+            self._ooo_bytes += len(piece)
+
+    def _drain_segments(self) -> None:
+        while self._starts and self._starts[0] <= self.next_dsn:
+            s = self._starts.pop(0)
+            piece = self._segs.pop(s)
+            self._ooo_bytes -= len(piece)
+            end = s + len(piece)
+            if end > self.next_dsn:
+                self._ready += piece[self.next_dsn - s:]
+                self.duplicates += self.next_dsn - s
+                self.next_dsn = end
+            else:
+                self.duplicates += len(piece)
+
+    def set_fin(self, dsn: int) -> None:
+        self.fin_dsn = dsn
+
+    def read(self, max_bytes: int = -1) -> bytes:
+        n = len(self._ready) if max_bytes < 0 else min(max_bytes, len(self._ready))
+        out = bytes(self._ready[:n])
+        del self._ready[:n]
+        return out
