@@ -271,6 +271,7 @@ long mps_seal_chunks(mps_aead *ctx, uint8_t type, uint8_t flags,
 
 long mps_open_batch(mps_aead *ctx, uint8_t *buf, size_t len, uint8_t *out, size_t out_cap,
                     size_t max_body, uint32_t allowed_types,
+                    uint32_t stop_after, uint32_t stop_before,
                     mps_rec_out *recs, size_t max_recs,
                     size_t *consumed, int *err)
 {
@@ -298,6 +299,7 @@ long mps_open_batch(mps_aead *ctx, uint8_t *buf, size_t len, uint8_t *out, size_
         int rc;
 
         if (h[0] != MPS_VERSION) { *err = MPS_ERR_VERSION; break; }
+        if (h[1] < 32 && (stop_before & (UINT32_C(1) << h[1]))) break; /* for the caller */
         if (h[1] >= 32 || !(allowed_types & (UINT32_C(1) << h[1]))) { *err = MPS_ERR_TYPE; break; }
         if (body_len > max_body) { *err = MPS_ERR_TOOBIG; break; }
         if (body_len < MPS_TAG_LEN) { *err = MPS_ERR_BODYLEN; break; }
@@ -312,6 +314,7 @@ long mps_open_batch(mps_aead *ctx, uint8_t *buf, size_t len, uint8_t *out, size_
         recs[n].pt_len = (uint32_t)(body_len - MPS_TAG_LEN);
         n++;
         pos += rec_len;
+        if (stop_after & (UINT32_C(1) << h[1])) break; /* h[1] < 32: checked above */
         if (pos > UINT32_MAX - (MPS_HEADER_LEN + MPS_MAX_OPT_LEN + MPS_MAX_BODY_LEN)) break;
     }
     if (*err != MPS_OK) ctx->failed = 1;

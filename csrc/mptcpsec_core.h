@@ -109,10 +109,14 @@ long mps_seal_chunks(mps_aead *ctx, uint8_t type, uint8_t flags,
  * failure: *err gets its code and the return value (n records opened) is its index.
  * A record is complete when its whole body is present; a header announcing a body over
  * max_body, an unknown version or a type not in allowed_types (bit t set for type t)
- * fails as soon as its 6 header bytes are present. *consumed = end of the last opened
- * record. After a failure the object refuses further use (MPS_ERR_FAILED). */
+ * fails as soon as its 6 header bytes are present. The batch also ends, without error,
+ * after opening a record whose type is in stop_after (its successors may need another
+ * key) and before a record whose type is in stop_before (left unopened for the caller,
+ * e.g. an unprotected JOIN record). *consumed = end of the last opened record. After a
+ * failure the object refuses further use (MPS_ERR_FAILED). */
 long mps_open_batch(mps_aead *ctx, uint8_t *buf, size_t len, uint8_t *out, size_t out_cap,
                     size_t max_body, uint32_t allowed_types,
+                    uint32_t stop_after, uint32_t stop_before,
                     mps_rec_out *recs, size_t max_recs,
                     size_t *consumed, int *err);
 

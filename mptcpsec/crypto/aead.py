@@ -292,11 +292,16 @@ class Opener(abc.ABC):
         allowed_types: int = DEFAULT_ALLOWED_TYPES,
         out: bytearray | None = None,
         max_records: int = 4096,
+        stop_after: int = 0,
+        stop_before: int = 0,
     ) -> BatchOpenResult:
         """Open every complete record in `buf` in place (or into `out` at the same offsets).
 
         Stops at the first failure, reporting its reason and index; an incomplete record at
         the end is left for later (`consumed` marks the end of the last opened record).
+        The batch also ends after a record whose type is in the `stop_after` mask (say a
+        KEY_UPDATE: what follows needs the next key) and before one whose type is in
+        `stop_before` (say an unprotected JOIN record, left for the caller to parse).
         """
 
     @abc.abstractmethod

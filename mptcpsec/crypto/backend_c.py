@@ -246,6 +246,8 @@ class CoreOpener(_CoreObject, Opener):
         allowed_types: int = DEFAULT_ALLOWED_TYPES,
         out: bytearray | None = None,
         max_records: int = 4096,
+        stop_after: int = 0,
+        stop_before: int = 0,
     ) -> BatchOpenResult:
         ffi, lib = self._ffi, self._lib
         if max_records > self._recs_cap:
@@ -256,7 +258,8 @@ class CoreOpener(_CoreObject, Opener):
         outp = ffi.NULL if out is None else ffi.from_buffer(out)
         n = lib.mps_open_batch(
             self._live(), ffi.from_buffer(buf), len(buf), outp, 0 if out is None else len(out),
-            max_body, allowed_types, self._recs, max_records, self._consumed, self._err)
+            max_body, allowed_types, stop_after, stop_before, self._recs, max_records,
+            self._consumed, self._err)
         rows = None
         if n:
             # mps_rec_out is three 32-bit words: offset, type|flags<<8|opt_len<<16, pt_len.

@@ -158,6 +158,8 @@ class RefOpener(_RefObject, Opener):
         allowed_types: int = DEFAULT_ALLOWED_TYPES,
         out: bytearray | None = None,
         max_records: int = 4096,
+        stop_after: int = 0,
+        stop_before: int = 0,
     ) -> BatchOpenResult:
         aead = self._live()
         result = BatchOpenResult()
@@ -176,6 +178,8 @@ class RefOpener(_RefObject, Opener):
             ad_end = pos + HEADER_LEN + opt_len
             if version != VERSION:
                 reason = FailureReason.VERSION
+            elif rtype < 32 and stop_before & (1 << rtype):
+                break
             elif rtype >= 32 or not allowed_types & (1 << rtype):
                 reason = FailureReason.TYPE
             elif body_len > max_body:
@@ -199,6 +203,8 @@ class RefOpener(_RefObject, Opener):
             dest[ad_end : ad_end + len(pt)] = pt
             opened.append(OpenedRecord(pos, rtype, flags, opt_len, len(pt)))
             pos = ad_end + body_len
+            if stop_after & (1 << rtype):
+                break
         result.consumed = pos
         result.records = RecordList.from_records(opened)
         if reason is not None:

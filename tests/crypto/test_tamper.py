@@ -106,3 +106,28 @@ def test_partial_records_wait_for_more_bytes(backend: Backend) -> None:
         assert not res2.failed and res1.consumed + res2.consumed == len(wire)
         got = [r.plaintext(first) for r in res1.records] + [r.plaintext(rest) for r in res2.records]
         assert got == [r[3] for r in recs]
+
+
+def test_batch_stops_after_and_before_marked_types(backend: Backend) -> None:
+    from mptcpsec.wire.header import type_mask
+
+    alg = Algorithm.AES_128_GCM
+    key, iv = os.urandom(16), os.urandom(12)
+    sealer = backend.sealer(alg, key, iv)
+    wire = bytearray(sealer.seal_records([(RecordType.DATA, 0, b"", b"a"),
+                                          (RecordType.KEY_UPDATE, 0, b"", b""),
+                                          (RecordType.DATA, 0, b"", b"b")]))
+    first_two = 2 * (6 + 16) + 1
+    clear = bytes([1, RecordType.HANDSHAKE, 1, 0, 0, 3]) + b"xyz"  # an unprotected record
+    wire[first_two:first_two] = clear
+    opener = backend.opener(alg, key, iv)
+    res = opener.open_records(wire, stop_after=type_mask([RecordType.KEY_UPDATE]),
+                              stop_before=type_mask([RecordType.HANDSHAKE]))
+    assert [r.type for r in res.records] == [RecordType.DATA, RecordType.KEY_UPDATE]
+    assert res.consumed == first_two and not res.failed
+    rest = bytearray(wire[first_two:])
+    res = opener.open_records(rest, stop_before=type_mask([RecordType.HANDSHAKE]))
+    assert res.records == [] and res.consumed == 0 and not res.failed  # left for the caller
+    tail = bytearray(rest[len(clear):])
+    res = opener.open_records(tail)
+    assert [r.plaintext(tail) for r in res.records] == [b"b"]
