@@ -97,12 +97,16 @@ def _bundle(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Certific
     )
 
 
-def _builder(subject: str, issuer: str, public_key: ec.EllipticCurvePublicKey,
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
              days: int) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.timezone.utc)
     return (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .subject_name(subject)
+            .issuer_name(issuer)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -114,7 +118,7 @@ def generate_self_signed(common_name: str = "localhost",
                          days: int = 30) -> CertificateBundle:
     """A self-signed ECDSA P-256 certificate valid for ``names`` (DNS names or IPs)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_builder(common_name, common_name, key.public_key(), days)
+    cert = (_builder(_name(common_name), _name(common_name), key.public_key(), days)
             .add_extension(_san(names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
@@ -124,7 +128,7 @@ def generate_self_signed(common_name: str = "localhost",
 def generate_ca(common_name: str = "mptcpsec test CA", days: int = 30) -> CertificateBundle:
     """A CA certificate that can issue server and client certificates."""
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_builder(common_name, common_name, key.public_key(), days)
+    cert = (_builder(_name(common_name), _name(common_name), key.public_key(), days)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
                                          crl_sign=True, content_commitment=False,
@@ -144,10 +148,8 @@ def issue_certificate(ca: CertificateBundle, common_name: str = "localhost",
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise TypeError("the CA key must be an EC key")
     key = ec.generate_private_key(ec.SECP256R1())
-    issuer = ca_cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
     usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-    cert = (_builder(common_name, str(issuer), key.public_key(), days)
-            .issuer_name(ca_cert.subject)
+    cert = (_builder(_name(common_name), ca_cert.subject, key.public_key(), days)
             .add_extension(_san(names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
