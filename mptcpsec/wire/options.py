@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from itertools import pairwise
@@ -757,7 +757,9 @@ def describe(option: MptcpOption) -> str:
     parts = []
     for f in fields(option):
         value = getattr(option, f.name)
-        if value is None or (f.name == "reserved" and value == 0):
+        if value is None or (f.default is not MISSING and value == f.default):
+            continue
+        if f.name.endswith("_wide") and getattr(option, f.name[:-5]) is None:
             continue
         if isinstance(value, bytes):
             value = value.hex()
