@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from mptcpsec.errors import MptcpsecError, RecordError
 from mptcpsec.wire.header import HEADER_LEN, RecordHeader
 
 log = logging.getLogger(__name__)
@@ -243,7 +242,7 @@ class Relay:
                 await self._drain_all(flow)
         except (ConnectionError, OSError):
             return
-        except (MptcpsecError, RecordError, ValueError) as exc:
+        except Exception as exc:  # a failing hook ends its flow, never the relay
             flow.error = exc
             log.info("%s flow %d %s: hook failed: %s", self.name, flow.index, direction.value,
                      exc)

@@ -1,0 +1,235 @@
+"""``psk`` mode: a pre-shared secret, for tests and experiments.
+
+The secret comes from a file or an environment variable (hex, or ``base64:`` followed by
+base64), at least ``MIN_PSK_LEN`` bytes. It is never used as a key directly: each connection
+exchanges fresh nonces and derives its connection secret from the PSK and the transcript, so
+two connections with the same PSK never share keys (papers/SPEC.md section 7.4):
+
+    path 0  C -> S  PSK_CLIENT_HELLO     client nonce, PSK identity
+    path 0  S -> C  PSK_SERVER_HELLO     server nonce, server confirmation
+    path 0  C -> S  PSK_CLIENT_FINISHED  client confirmation
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mptcpsec.crypto import keylog
+from mptcpsec.crypto.keyschedule import Role, Secret
+from mptcpsec.crypto.kx import (
+    ABORT_TYPE,
+    HandshakeSecrets,
+    KeyExchangeResult,
+    Step,
+    decode_abort,
+    derive_handshake_secrets,
+    encode_abort,
+)
+from mptcpsec.errors import KeyExchangeError
+
+MODE = "psk"
+VERSION = 1
+ENV_VAR = "MPTCPSEC_PSK"
+MIN_PSK_LEN = 16
+MAX_PSK_LEN = 1024
+NONCE_LEN = 32
+CONFIRM_LEN = 32
+MAX_IDENTITY_LEN = 255
+
+PSK_CLIENT_HELLO = 0x31
+PSK_SERVER_HELLO = 0x32
+PSK_CLIENT_FINISHED = 0x33
+
+
+class PskError(KeyExchangeError):
+    """A pre-shared key that cannot be used."""
+
+
+class PskMissingError(PskError):
+    """No pre-shared key was configured (file absent, variable unset or empty)."""
+
+
+class PskTooShortError(PskError):
+    """The pre-shared key is shorter than MIN_PSK_LEN bytes."""
+
+
+class PskFormatError(PskError):
+    """The pre-shared key is not valid hex or ``base64:`` text."""
+
+
+def parse_psk(text: str, source: str = "pre-shared key") -> Secret:
+    """Decode PSK text (hex, or ``base64:`` + base64; surrounding whitespace ignored)."""
+    value = "".join(text.split())
+    if not value:
+        raise PskMissingError(f"{source} is empty")
+    try:
+        if value.lower().startswith("base64:"):
+            raw = bytearray(base64.b64decode(value[7:], validate=True))
+        else:
+            raw = bytearray(bytes.fromhex(value))
+    except (ValueError, binascii.Error):
+        raise PskFormatError(f"{source} is neither hex nor 'base64:...'") from None
+    if len(raw) < MIN_PSK_LEN:
+        raise PskTooShortError(
+            f"{source} is {len(raw)} bytes; at least {MIN_PSK_LEN} bytes are required")
+    if len(raw) > MAX_PSK_LEN:
+        raise PskFormatError(f"{source} is longer than {MAX_PSK_LEN} bytes")
+    return Secret.adopt(raw)
+
+
+def load_psk(path: str | os.PathLike[str] | None = None, env: str | None = ENV_VAR,
+             environ: Mapping[str, str] | None = None) -> Secret:
+    """Load the PSK from ``path`` if given, else from the environment variable ``env``."""
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="ascii")
+        except FileNotFoundError:
+            raise PskMissingError(f"pre-shared key file {os.fspath(p)!r} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PskError(f"cannot read pre-shared key file {os.fspath(p)!r}: {exc}") from None
+        return parse_psk(text, f"pre-shared key file {os.fspath(p)!r}")
+    environ = os.environ if environ is None else environ
+    if env is None or not environ.get(env):
+        raise PskMissingError(f"no pre-shared key: give a file or set ${env or ENV_VAR}")
+    return parse_psk(environ[env], f"${env}")
+
+
+@dataclass
+class PskConfig:
+    role: Role
+    psk: Secret = field(repr=False)
+    #: Names the key when a server holds several (sent in clear in PSK_CLIENT_HELLO).
+    identity: bytes = b""
+    keylog_file: str | None = None
+
+
+class PskKeyExchange:
+    """Sans-I/O psk exchange on subflow 0 (three messages, key confirmation both ways)."""
+
+    mode = MODE
+    paths = 1
+
+    def __init__(self, config: PskConfig) -> None:
+        if len(config.identity) > MAX_IDENTITY_LEN:
+            raise PskError("PSK identity longer than 255 bytes")
+        if len(config.psk) < MIN_PSK_LEN:
+            raise PskTooShortError(f"pre-shared key shorter than {MIN_PSK_LEN} bytes")
+        self.config = config
+        self.role = config.role
+        self._psk = Secret(config.psk.buffer)
+        self._nonce = secrets.token_bytes(NONCE_LEN)
+        self._hello = b""
+        self._peer_nonce = b""
+        self._th = b""
+        self._secrets: HandshakeSecrets | None = None
+        self._result: KeyExchangeResult | None = None
+        self._error: KeyExchangeError | None = None
+        self._started = False
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None or self._error is not None
+
+    def close(self) -> None:
+        self._psk.wipe()
+        if self._secrets is not None:
+            self._secrets.wipe()
+        if self._result is not None:
+            self._result.wipe()
+
+    def start(self) -> Step:
+        if self._started:
+            raise KeyExchangeError("psk: start() called twice")
+        self._started = True
+        if self.role is Role.SERVER:
+            return Step()
+        ident = self.config.identity
+        self._hello = bytes([PSK_CLIENT_HELLO, VERSION]) + self._nonce + bytes([len(ident)]) + ident
+        return Step(send=[(0, self._hello)])
+
+    def _abort(self, reason: str) -> Step:
+        self._error = KeyExchangeError(f"psk: {reason}")
+        self._psk.wipe()
+        if self._secrets is not None:
+            self._secrets.wipe()
+        return Step(send=[(0, encode_abort(VERSION, reason))], error=self._error)
+
+    def _derive(self, server_hello_core: bytes) -> None:
+        self._th = hashlib.sha256(self._hello + server_hello_core).digest()
+        self._secrets = derive_handshake_secrets(MODE, self._psk.buffer, self._th)
+        self._psk.wipe()
+
+    def receive(self, path: int, message: bytes) -> Step:
+        if self._error is not None:
+            return Step(error=self._error)
+        if path != 0:
+            return self._abort(f"message on subflow {path}, expected subflow 0")
+        if len(message) < 2 or len(message) > 2 + NONCE_LEN + 1 + MAX_IDENTITY_LEN:
+            return self._abort("malformed message")
+        if message[0] == ABORT_TYPE:
+            self._error = KeyExchangeError(f"psk: peer aborted: {decode_abort(message)}")
+            return Step(error=self._error)
+        if message[1] != VERSION:
+            return self._abort(f"unsupported version {message[1]}")
+        if self._result is not None:
+            return self._abort("unexpected message after the exchange")
+        if self.role is Role.SERVER:
+            return self._server_receive(message)
+        return self._client_receive(message)
+
+    def _server_receive(self, message: bytes) -> Step:
+        if message[0] == PSK_CLIENT_HELLO and not self._hello:
+            if len(message) < 3 + NONCE_LEN or len(message) != 3 + NONCE_LEN + message[34]:
+                return self._abort("malformed PSK_CLIENT_HELLO")
+            ident = message[3 + NONCE_LEN:]
+            if ident != self.config.identity:
+                return self._abort(f"unknown PSK identity {ident!r}")
+            self._hello = bytes(message)
+            self._peer_nonce = bytes(message[2:2 + NONCE_LEN])
+            core = bytes([PSK_SERVER_HELLO, VERSION]) + self._nonce
+            self._derive(core)
+            assert self._secrets is not None
+            return Step(send=[(0, core + self._secrets.confirm(Role.SERVER, self._th, 0))])
+        if message[0] == PSK_CLIENT_FINISHED and self._secrets is not None:
+            if len(message) != 2 + CONFIRM_LEN:
+                return self._abort("malformed PSK_CLIENT_FINISHED")
+            if not hmac.compare_digest(self._secrets.confirm(Role.CLIENT, self._th, 0),
+                                       message[2:]):
+                return self._abort("client key confirmation failed (different pre-shared key?)")
+            self._result = self._make_result(self._peer_nonce, self._nonce)
+            return Step(result=self._result)
+        return self._abort(f"unexpected message type {message[0]:#x}")
+
+    def _client_receive(self, message: bytes) -> Step:
+        if message[0] != PSK_SERVER_HELLO or self._secrets is not None or not self._hello:
+            return self._abort(f"unexpected message type {message[0]:#x}")
+        if len(message) != 2 + NONCE_LEN + CONFIRM_LEN:
+            return self._abort("malformed PSK_SERVER_HELLO")
+        self._peer_nonce = bytes(message[2:2 + NONCE_LEN])
+        self._derive(bytes(message[:2 + NONCE_LEN]))
+        assert self._secrets is not None
+        if not hmac.compare_digest(self._secrets.confirm(Role.SERVER, self._th, 0),
+                                   message[2 + NONCE_LEN:]):
+            return self._abort("server key confirmation failed (different pre-shared key?)")
+        confirm = self._secrets.confirm(Role.CLIENT, self._th, 0)
+        fin = bytes([PSK_CLIENT_FINISHED, VERSION]) + confirm
+        self._result = self._make_result(self._nonce, self._peer_nonce)
+        return Step(send=[(0, fin)], result=self._result)
+
+    def _make_result(self, client_nonce: bytes, server_nonce: bytes) -> KeyExchangeResult:
+        assert self._secrets is not None
+        self._secrets.wipe_finished_keys()
+        secret = self._secrets.connection_secret
+        keylog.log_connection_secret(client_nonce, secret, self.config.keylog_file)
+        return KeyExchangeResult(mode=MODE, role=self.role, connection_secret=secret,
+                                 connection_id=client_nonce, client_nonce=client_nonce,
+                                 server_nonce=server_nonce)
