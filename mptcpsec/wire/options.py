@@ -414,6 +414,8 @@ class Dss(MptcpOption):
 
     @classmethod
     def _from_value(cls, value: bytes) -> Dss:
+        if len(value) < 2:
+            raise OptionLengthError("DSS: length 3 has no flags byte (minimum 4)")
         flags = value[1] & 0x1F
         reserved = ((value[0] & 0x0F) << 3) | (value[1] >> 5)
         if flags & DSS_FLAG_a and not flags & DSS_FLAG_A:
@@ -708,11 +710,11 @@ OPTION_CLASSES: tuple[type[MptcpOption], ...] = (
 def decode_option(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[MptcpOption, int]:
     """Decode the option at ``data[offset:]``; return it and the offset just after it."""
     remaining = len(data) - offset
+    if remaining >= 1 and data[offset] != KIND_MPTCP:
+        raise UnknownOptionError(f"TCP option kind {data[offset]} is not MPTCP ({KIND_MPTCP})")
     if remaining < 2:
         raise OptionTruncatedError(f"option needs kind and length bytes, {remaining} left")
-    kind, length = data[offset], data[offset + 1]
-    if kind != KIND_MPTCP:
-        raise UnknownOptionError(f"TCP option kind {kind} is not MPTCP ({KIND_MPTCP})")
+    length = data[offset + 1]
     if length < 3:
         raise OptionLengthError(f"MPTCP option length {length} is under the minimum of 3")
     if length > remaining:

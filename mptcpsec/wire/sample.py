@@ -459,8 +459,8 @@ def run_sample(sink: RecordSink | None = None, *, algorithm: str = "aes-128-gcm"
             lst.close()
     with lock:
         recs = sorted(records, key=lambda r: r.ts)
-    return SampleResult(alg.value, active_backend_name(), subflows, recs, idsn_c, idsn_s,
-                        payload, bytes(echoed), keys.lookup, announce)
+    return SampleResult(alg.value, getattr(be, "name", active_backend_name()), subflows, recs,
+                        idsn_c, idsn_s, payload, bytes(echoed), keys.lookup, announce)
 
 
 __all__ = ["HANDSHAKE_MESSAGE", "SampleError", "SampleRecord", "SampleResult", "run_sample"]
