@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from mptcpsec.crypto.keyschedule import (
@@ -141,7 +142,8 @@ def load_keylog(path: str | os.PathLike[str]) -> KeyLog:
 
 def subflow_keys_from_keylog(keylog: KeyLog, connection_id: bytes, subflow_id: int,
                              client_nonce: bytes, server_nonce: bytes,
-                             algorithm: str = "aes-128-gcm", generation: int = 0) -> SubflowKeys:
+                             algorithm: str | Enum = "aes-128-gcm",
+                             generation: int = 0) -> SubflowKeys:
     """The AEAD keys of both directions of one subflow (at key-update ``generation``)."""
     secret = keylog.connection_secret(connection_id)
     schedule = KeySchedule(secret, algorithm)

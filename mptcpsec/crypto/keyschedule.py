@@ -185,12 +185,18 @@ class Secret:
         wipe(self._buf)
 
 
-def aead_key_len(algorithm: str) -> int:
-    try:
-        return AEAD_KEY_LENGTHS[algorithm.lower()]
-    except KeyError:
+def aead_name(algorithm: str | Enum) -> str:
+    """Canonical AEAD name; accepts a name or an enum whose value is one (aead.Algorithm)."""
+    raw = algorithm.value if isinstance(algorithm, Enum) else algorithm
+    name = str(raw).strip().lower().replace("_", "-")
+    if name not in AEAD_KEY_LENGTHS:
         raise UnsupportedAlgorithmError(
-            f"unknown AEAD {algorithm!r}; choose one of {sorted(AEAD_KEY_LENGTHS)}") from None
+            f"unknown AEAD {algorithm!r}; choose one of {sorted(AEAD_KEY_LENGTHS)}")
+    return name
+
+
+def aead_key_len(algorithm: str | Enum) -> int:
+    return AEAD_KEY_LENGTHS[aead_name(algorithm)]
 
 
 def _subflow_context(subflow_id: int, client_nonce: bytes, server_nonce: bytes) -> bytes:
@@ -214,11 +220,11 @@ class DirectionKeys:
     generation: int = 0
 
     @classmethod
-    def from_secret(cls, algorithm: str, traffic_secret: bytearray,
+    def from_secret(cls, algorithm: str | Enum, traffic_secret: bytearray,
                     generation: int = 0) -> DirectionKeys:
         key = hkdf_expand_label(traffic_secret, b"key", b"", aead_key_len(algorithm))
         iv = hkdf_expand_label(traffic_secret, b"iv", b"", IV_LEN)
-        return cls(algorithm.lower(), traffic_secret, key, iv, generation)
+        return cls(aead_name(algorithm), traffic_secret, key, iv, generation)
 
     def next_secret(self) -> bytearray:
         """traffic_secret_{N+1} = HKDF-Expand-Label(traffic_secret_N, "traffic upd", "", 32)."""
@@ -340,13 +346,12 @@ class KeySchedule:
     """
 
     def __init__(self, connection_secret: bytes | bytearray | Secret,
-                 algorithm: str = "aes-128-gcm") -> None:
+                 algorithm: str | Enum = "aes-128-gcm") -> None:
         raw = (connection_secret.buffer if isinstance(connection_secret, Secret)
                else connection_secret)
         if len(raw) != SECRET_LEN:
             raise InvalidKeyError(f"connection secret must be {SECRET_LEN} bytes, got {len(raw)}")
-        aead_key_len(algorithm)
-        self.algorithm = algorithm.lower()
+        self.algorithm = aead_name(algorithm)
         self._secret = bytearray(raw)
         self._issued: list[SubflowKeys | ConnectionKeys] = []
         self.connection = self._connection_keys()

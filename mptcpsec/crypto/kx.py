@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol
 
 from mptcpsec.crypto.keyschedule import (
@@ -54,7 +55,7 @@ class KeyExchangeResult:
     peer_identity: str | None = None
     details: dict[str, str] = field(default_factory=dict)
 
-    def schedule(self, algorithm: str = "aes-128-gcm") -> KeySchedule:
+    def schedule(self, algorithm: str | Enum = "aes-128-gcm") -> KeySchedule:
         """A key schedule over a copy of the connection secret (wipe both when done)."""
         return KeySchedule(self.connection_secret, algorithm)
 

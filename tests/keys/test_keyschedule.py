@@ -228,3 +228,25 @@ def test_bad_inputs_are_typed_errors() -> None:
         KeySchedule(CS).subflow_keys(-1, CN, SN)
     with pytest.raises(ValueError):
         KeySchedule(CS).subflow_keys(0, b"x" * 65, SN)
+
+
+@pytest.mark.parametrize("backend_name", ["python", "c"])
+@pytest.mark.parametrize("alg", ["aes-128-gcm", "aes-256-gcm", "chacha20-poly1305"])
+def test_keys_drive_the_record_backends(backend_name: str, alg: str) -> None:
+    """What one end seals with its send keys, the other opens with its receive keys."""
+    from mptcpsec.crypto.aead import Algorithm
+    from mptcpsec.crypto.backend import get_backend
+
+    backend = get_backend(backend_name)
+    algorithm = Algorithm.parse(alg)
+    client = KeySchedule(CS, algorithm).subflow_keys(0, CN, SN)
+    server = KeySchedule(CS, alg).subflow_keys(0, CN, SN)
+    for sender, receiver in ((client.send_keys(Role.CLIENT), server.recv_keys(Role.SERVER)),
+                             (server.send_keys(Role.SERVER), client.recv_keys(Role.CLIENT))):
+        sealer = backend.sealer(algorithm, bytes(sender.key), bytes(sender.iv))
+        opener = backend.opener(algorithm, bytes(receiver.key), bytes(receiver.iv))
+        for i in range(3):
+            body = sealer.seal(i, b"hdr", b"record %d" % i)
+            assert opener.open(i, b"hdr", body) == b"record %d" % i
+        sealer.close()
+        opener.close()
