@@ -51,6 +51,7 @@ from .options import (
     MpJoinSynAck,
     MpPrio,
     MpsSubflow,
+    MpsWindow,
     MptcpOption,
     MpTcpRst,
     PoisonReason,
@@ -128,9 +129,9 @@ class Record:
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview) -> Record:
         """Exactly one complete record, with nothing after it."""
-        header = RecordHeader.unpack(data) if len(data) >= HEADER_LEN else None
-        if header is None:
+        if len(data) < HEADER_LEN:
             raise TruncatedError(f"record header needs {HEADER_LEN} bytes, got {len(data)}")
+        header = _unpack_header(data, 0)
         if len(data) < header.record_len:
             raise TruncatedError(f"record of {header.record_len} bytes, got {len(data)}")
         if len(data) > header.record_len:
@@ -282,7 +283,8 @@ def check_header(header: RecordHeader, *, max_body: int = DEFAULT_MAX_BODY,
                               f"than the {TAG_LEN}-byte tag")
 
 
-_SIGNALS = (AddAddr, RemoveAddr, MpPrio)
+#: Options that may ride on DATA and CONTROL records.
+_SIGNALS = (AddAddr, RemoveAddr, MpPrio, MpsWindow)
 
 
 def check_record(rtype: int, flags: int, options: bytes | bytearray | memoryview,
@@ -350,10 +352,15 @@ def check_record(rtype: int, flags: int, options: bytes | bytearray | memoryview
         if kinds.count(MpTcpRst) != kinds.count(MpsSubflow) or kinds.count(MpTcpRst) > 1:
             raise RecordOptionsError("CONTROL: an MP_TCPRST goes with exactly one SUBFLOW option")
     elif rtype == RecordType.HANDSHAKE:
-        only((MpCapable,))
-        if len(opts) > 1:
-            raise RecordOptionsError("HANDSHAKE record carries at most one MP_CAPABLE")
+        only((MpCapable, MpsSubflow))
+        if kinds.count(MpCapable) > 1 or kinds.count(MpsSubflow) > 1:
+            raise RecordOptionsError(
+                "HANDSHAKE record carries at most one MP_CAPABLE and one SUBFLOW option")
         for o in opts:
+            if isinstance(o, MpsSubflow):
+                if o.reason != PoisonReason.NONE:
+                    raise RecordOptionsError("HANDSHAKE: SUBFLOW reason must be 0")
+                continue
             assert isinstance(o, MpCapable)
             if o.version != 1 or not o.hmac_sha256:
                 raise RecordOptionsError("HANDSHAKE: MP_CAPABLE must be version 1 with H set")
