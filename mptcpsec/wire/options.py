@@ -72,6 +72,7 @@ class MpsExtType(IntEnum):
     """MPTCPsec options carried in the MP_EXPERIMENTAL subtype (low nibble of byte 2)."""
 
     SUBFLOW = 0x0
+    WINDOW = 0x1
 
 
 class PoisonReason(IntEnum):
@@ -680,10 +681,40 @@ class MpsSubflow(MptcpOption):
         return cls(subflow_id=subflow_id, reason=reason)
 
 
+@dataclass(frozen=True, slots=True)
+class MpsWindow(MptcpOption):
+    """MPTCPsec WINDOW option in the MP_EXPERIMENTAL subtype (length 12).
+
+    The connection-level receive window as its right edge: the sender of the option
+    accepts data up to (not including) data sequence number ``edge``. TCP's own window
+    is per subflow; this one bounds what the receiver buffers for the application.
+    """
+
+    subtype: ClassVar[int] = Subtype.MP_EXPERIMENTAL
+    edge: int
+    reserved: int = 0  # 8 bits
+
+    def __post_init__(self) -> None:
+        _check_uint("edge", self.edge, 64)
+        _check_uint("reserved", self.reserved, 8)
+
+    def _value(self) -> bytes:
+        return struct.pack("!BBQ", (self.subtype << 4) | MpsExtType.WINDOW, self.reserved,
+                           self.edge)
+
+    @classmethod
+    def _from_value(cls, value: bytes) -> MpsWindow:
+        _check_len(cls, len(value) + 2, (12,))
+        _, reserved, edge = struct.unpack("!BBQ", value)
+        return cls(edge=edge, reserved=reserved)
+
+
 def _decode_experimental(value: bytes) -> MptcpOption:
     ext = value[0] & 0x0F
     if ext == MpsExtType.SUBFLOW:
         return MpsSubflow._from_value(value)
+    if ext == MpsExtType.WINDOW:
+        return MpsWindow._from_value(value)
     raise UnknownOptionError(f"MP_EXPERIMENTAL: unknown MPTCPsec option type {ext}")
 
 
@@ -703,7 +734,7 @@ _DECODERS = {
 #: Every option class, for tools and tests that enumerate them.
 OPTION_CLASSES: tuple[type[MptcpOption], ...] = (
     MpCapable, MpJoinSyn, MpJoinSynAck, MpJoinAck, Dss, AddAddr, RemoveAddr, MpPrio, MpFail,
-    MpFastclose, MpTcpRst, MpsSubflow,
+    MpFastclose, MpTcpRst, MpsSubflow, MpsWindow,
 )
 
 
