@@ -1,0 +1,338 @@
+"""`connect()` and `serve()`: secure multipath connections on real TCP sockets.
+
+```python
+stream = await connect([Path(("127.0.0.1", 7000)), Path(("127.0.0.2", 7000))], config)
+stream.write(b"hello"); await stream.drain(); reply = await stream.read(5)
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..crypto.keyschedule import Role
+from ..protocol.config import ConfigError, ConnectionConfig
+from ..protocol.connection import Connection, ConnectionError_, OpenSubflow
+from ..protocol.endpoint import Rejected, Routed, ServerEndpoint
+from ..protocol.events import ConnectionTerminated, Event, HandshakeCompleted, TraceWriter
+from .driver import ConnectionDriver, SubflowProtocol
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Path:
+    """One subflow to open: the server address, and the local address to bind (optional)."""
+
+    remote: Address
+    local: str | None = None
+    backup: bool = False
+
+
+class MptcpsecStream:
+    """The application's view of a connection: an ordered, reliable, secure byte stream."""
+
+    def __init__(self, driver: ConnectionDriver) -> None:
+        self._driver = driver
+
+    @property
+    def connection(self) -> Connection:
+        return self._driver.conn
+
+    @property
+    def events(self) -> list[Event]:
+        return self._driver.events
+
+    @property
+    def error(self) -> str | None:
+        return self._driver.conn.error
+
+    def subflow_stats(self) -> list[dict[str, object]]:
+        return self._driver.conn.subflow_stats()
+
+    def add_event_listener(self, fn: Callable[[Event], None]) -> None:
+        self._driver.add_listener(fn)
+
+    def _raise_if_failed(self) -> None:
+        if self._driver.conn.error is not None:
+            raise ConnectionError_(self._driver.conn.error)
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to n bytes (n < 0: everything until EOF); b"" at EOF."""
+        conn = self._driver.conn
+        if n < 0:
+            chunks = []
+            while True:
+                data = await self.read(1 << 20)
+                if not data:
+                    return b"".join(chunks)
+                chunks.append(data)
+        while True:
+            if conn.readable:
+                data = conn.read(n)
+                self._driver.flush()
+                return data
+            if conn.at_eof:
+                conn.read(0)
+                self._driver.flush()
+                return b""
+            self._raise_if_failed()
+            if conn.ended:
+                return b""
+            await self._driver.wait_change()
+
+    async def readexactly(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            data = await self.read(n - len(buf))
+            if not data:
+                raise asyncio.IncompleteReadError(bytes(buf), n)
+            buf += data
+        return bytes(buf)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._raise_if_failed()
+        self._driver.conn.send(data)
+        self._driver.flush()
+
+    async def drain(self) -> None:
+        """Wait until the connection's send buffer has room again."""
+        conn = self._driver.conn
+        while conn.send_buffer_space <= 0:
+            self._raise_if_failed()
+            if conn.ended:
+                raise ConnectionError_("connection closed")
+            await self._driver.wait_change()
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        """Send DATA_FIN after the last byte written; the connection closes when both did."""
+        self._driver.conn.close()
+        self._driver.flush()
+
+    def abort(self, reason: str = "aborted by the application") -> None:
+        self._driver.conn.abort(reason)
+        self._driver.flush()
+        self._driver.shutdown()
+
+    async def wait_closed(self, timeout: float | None = 30.0) -> None:
+        try:
+            await asyncio.wait_for(self._driver.closed.wait(), timeout)
+        finally:
+            self._driver.shutdown()
+        self._raise_if_failed()
+
+    def summary(self) -> dict[str, Any]:
+        return self._driver.stats()
+
+
+async def _open_tcp(loop: asyncio.AbstractEventLoop, path: Path | OpenSubflow,
+                    local_host: str | None) -> tuple[SubflowProtocol, Address, Address]:
+    host, port = path.remote
+    local_addr = (local_host, 0) if local_host else None
+    _, proto = await loop.create_connection(SubflowProtocol, host, port, local_addr=local_addr)
+    assert proto.transport is not None
+    sock = proto.transport.get_extra_info("sockname")
+    peer = proto.transport.get_extra_info("peername")
+    return proto, (sock[0], sock[1]), (peer[0], peer[1])
+
+
+async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
+                  trace: TraceWriter | None = None, timeout: float | None = None,
+                  join_timeout: float = 5.0) -> MptcpsecStream:
+    """Open a connection over `paths`; returns once the key exchange is done.
+
+    The first path (the first two for split-path) carry the key exchange; the others join
+    afterwards. Addresses the server announces are joined from every local address in use
+    unless `config.join_announced` is False.
+    """
+    config = config or ConnectionConfig()
+    config.validate()
+    if not paths:
+        raise ConfigError("give at least one path")
+    loop = asyncio.get_running_loop()
+    conn = Connection(config, Role.CLIENT, loop.time())
+    if len(paths) < conn.kx_paths:
+        raise ConfigError(f"key exchange {config.key_exchange} needs {conn.kx_paths} paths, "
+                          f"got {len(paths)}")
+    joining: set[asyncio.Task[None]] = set()
+    local_hosts: list[str | None] = []
+
+    def open_join(cmd: OpenSubflow) -> None:
+        present = {(p.transport.get_extra_info("sockname")[0], cmd.remote[0])
+                   for p in driver.protocols.values() if p.transport is not None}
+        for lh in dict.fromkeys(local_hosts):
+            if lh is not None and (lh, cmd.remote[0]) in present:
+                continue
+            task = loop.create_task(_join(cmd, lh))
+            joining.add(task)
+            task.add_done_callback(joining.discard)
+
+    async def _join(cmd: OpenSubflow | Path, lh: str | None) -> None:
+        try:
+            proto, local, remote = await asyncio.wait_for(_open_tcp(loop, cmd, lh), join_timeout)
+        except (OSError, asyncio.TimeoutError):
+            return
+        try:
+            sid = conn.add_subflow(local, remote, loop.time(), backup=cmd.backup,
+                                   address_id=getattr(cmd, "address_id", 0))
+        except ConnectionError_:
+            if proto.transport is not None:
+                proto.transport.abort()
+            return
+        driver.attach(sid, proto)
+        driver.flush()
+
+    driver = ConnectionDriver(conn, loop, trace, opener=open_join)
+    try:
+        for path in paths[:conn.kx_paths]:
+            proto, local, remote = await _open_tcp(loop, path, path.local)
+            local_hosts.append(local[0])
+            sid = conn.add_subflow(local, remote, loop.time(), backup=path.backup)
+            driver.attach(sid, proto)
+        driver.flush()
+        limit = timeout if timeout is not None else config.handshake_timeout + 1
+
+        async def handshake() -> None:
+            while not conn.established and not conn.ended:
+                await driver.wait_change()
+
+        await asyncio.wait_for(handshake(), limit)
+    except BaseException:
+        driver.shutdown()
+        raise
+    if not conn.established:
+        driver.shutdown()
+        raise ConnectionError_(conn.error or "handshake did not complete")
+    for path in paths[conn.kx_paths:]:
+        local_hosts.append(path.local)
+        await _join(path, path.local)
+    stream = MptcpsecStream(driver)
+    stream._joining = joining  # type: ignore[attr-defined]  # keep tasks referenced
+    return stream
+
+
+Handler = Callable[[MptcpsecStream], Awaitable[None]]
+
+
+class MptcpsecServer:
+    """Listening sockets on several addresses, an endpoint that routes subflows, handlers."""
+
+    def __init__(self, handler: Handler, config: ConnectionConfig,
+                 trace: TraceWriter | None = None) -> None:
+        self.handler = handler
+        self.config = config
+        self.trace = trace
+        self.endpoint = ServerEndpoint(config)
+        self.drivers: dict[int, ConnectionDriver] = {}
+        self.finished: list[MptcpsecStream] = []
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+        self._sweeper: asyncio.Task[None] | None = None
+        self.addresses: list[Address] = []
+
+    async def start(self, listen: Sequence[Address]) -> None:
+        for host, port in listen:
+            srv = await self._loop.create_server(
+                lambda: SubflowProtocol(on_connected=self._accepted), host, port)
+            self._servers.append(srv)
+            sock = srv.sockets[0].getsockname()
+            self.addresses.append((sock[0], sock[1]))
+        self._sweeper = self._loop.create_task(self._sweep())
+
+    def _accepted(self, proto: SubflowProtocol) -> None:
+        assert proto.transport is not None
+        local = proto.transport.get_extra_info("sockname")
+        remote = proto.transport.get_extra_info("peername")
+        if not self.endpoint.accept(proto, (local[0], local[1]), (remote[0], remote[1]),
+                                    self._loop.time()):
+            proto.transport.abort()
+            return
+        proto.on_data = self._pending_data
+        proto.on_lost = lambda p, exc: self.endpoint.drop(p)
+
+    def _pending_data(self, proto: SubflowProtocol, data: bytes) -> None:
+        result = self.endpoint.receive(proto, data, self._loop.time())
+        if result is None:
+            return
+        if isinstance(result, Rejected):
+            if proto.transport is not None:
+                proto.transport.abort()
+            return
+        assert isinstance(result, Routed)
+        conn = result.connection
+        driver = self.drivers.get(id(conn))
+        if driver is None:
+            driver = ConnectionDriver(conn, self._loop, self.trace)
+            self.drivers[id(conn)] = driver
+            driver.add_listener(lambda ev, d=driver: self._on_event(d, ev))
+        driver.attach(result.subflow_id, proto)
+        driver.flush()
+
+    def _on_event(self, driver: ConnectionDriver, event: Event) -> None:
+        if isinstance(event, HandshakeCompleted):
+            task = self._loop.create_task(self._run_handler(driver))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif isinstance(event, ConnectionTerminated):
+            if event.error is not None:
+                self._loop.call_soon(driver.shutdown)
+            self._loop.call_soon(self.drivers.pop, id(driver.conn), None)
+
+    async def _run_handler(self, driver: ConnectionDriver) -> None:
+        stream = MptcpsecStream(driver)
+        try:
+            await self.handler(stream)
+            if not driver.conn.ended:
+                stream.close()
+                with contextlib.suppress(asyncio.TimeoutError, ConnectionError_):
+                    await stream.wait_closed(timeout=30)
+        except ConnectionError_:
+            pass
+        finally:
+            driver.shutdown()
+            self.finished.append(stream)
+            del self.finished[:-1000]
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            for proto in self.endpoint.expired(self._loop.time()):
+                if isinstance(proto, SubflowProtocol) and proto.transport is not None:
+                    proto.transport.abort()
+
+    def close(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for driver in list(self.drivers.values()):
+            driver.shutdown()
+        for task in self._tasks:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        for srv in self._servers:
+            await srv.wait_closed()
+
+    async def __aenter__(self) -> MptcpsecServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+async def serve(handler: Handler, listen: Sequence[Address],
+                config: ConnectionConfig | None = None,
+                trace: TraceWriter | None = None) -> MptcpsecServer:
+    """Listen on every address in `listen` and run `handler(stream)` per connection."""
+    config = config or ConnectionConfig()
+    server = MptcpsecServer(handler, config, trace)
+    await server.start(listen)
+    return server

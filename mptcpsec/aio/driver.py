@@ -1,0 +1,217 @@
+"""asyncio adapter core: real TCP sockets in, engine calls, bytes out. No protocol logic.
+
+One `ConnectionDriver` owns one engine `Connection` and its sockets. Every input (bytes,
+a closed socket, a timer, a write from the application) is passed to the engine, and
+then `flush()` writes what the engine produced, carries out its commands and wakes the
+readers and writers waiting on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol.connection import CloseSubflow, Connection, OpenSubflow
+from ..protocol.events import ConnectionTerminated, Event, TraceWriter
+
+#: Bytes queued in a socket's transport before the engine stops scheduling on it.
+SOCKET_HIGH_WATER = 512 * 1024
+_TCP_INFO_RTT_OFFSET = 68  # struct tcp_info: 8 bytes of u8 fields, then u32s; tcpi_rtt is #16
+
+
+def tcp_rtt(sock: socket.socket | None) -> float | None:
+    """Smoothed RTT in seconds from the kernel's TCP_INFO, or None where unavailable."""
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_RTT_OFFSET + 4:
+        return None
+    (rtt_us,) = struct.unpack_from("I", info, _TCP_INFO_RTT_OFFSET)
+    return rtt_us / 1e6
+
+
+class SubflowProtocol(asyncio.Protocol):
+    """One TCP socket; forwards everything to its driver (set once routed)."""
+
+    def __init__(self, on_connected: Callable[[SubflowProtocol], None] | None = None) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.driver: ConnectionDriver | None = None
+        self.subflow_id: int | None = None
+        self.on_data: Callable[[SubflowProtocol, bytes], None] | None = None
+        self.on_lost: Callable[[SubflowProtocol, Exception | None], None] | None = None
+        self._on_connected = on_connected
+        self.paused = False
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=SOCKET_HIGH_WATER)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._on_connected is not None:
+            self._on_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.driver is not None and self.subflow_id is not None:
+            self.driver.on_data(self.subflow_id, data)
+        elif self.on_data is not None:
+            self.on_data(self, data)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        return False  # close our side too; the engine decides what the FIN means
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.driver is not None and self.subflow_id is not None:
+            self.driver.on_lost(self.subflow_id, exc)
+        elif self.on_lost is not None:
+            self.on_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.driver is not None:
+            self.driver.flush()
+
+    def send_space(self) -> int:
+        if self.transport is None or self.transport.is_closing():
+            return 0
+        return max(0, SOCKET_HIGH_WATER - self.transport.get_write_buffer_size())
+
+    def rtt(self) -> float | None:
+        return tcp_rtt(self.transport.get_extra_info("socket") if self.transport else None)
+
+
+class ConnectionDriver:
+    """Drives one engine connection over real sockets."""
+
+    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop,
+                 trace: TraceWriter | None = None,
+                 opener: Callable[[OpenSubflow], None] | None = None) -> None:
+        self.conn = conn
+        self.loop = loop
+        self.trace = trace
+        self.events: list[Event] = []
+        self.protocols: dict[int, SubflowProtocol] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._changed = asyncio.Event()
+        self._opener = opener
+        self._event_listeners: list[Callable[[Event], None]] = []
+        self.closed = asyncio.Event()
+        self._rtt_checked = 0.0
+        self._flushing = False
+
+    # ------------------------------------------------------------------ inputs
+
+    def attach(self, sid: int, proto: SubflowProtocol) -> None:
+        proto.driver = self
+        proto.subflow_id = sid
+        self.protocols[sid] = proto
+
+    def on_data(self, sid: int, data: bytes) -> None:
+        self.conn.receive(sid, data, self.loop.time())
+        self.flush()
+
+    def on_lost(self, sid: int, exc: Exception | None) -> None:
+        proto = self.protocols.get(sid)
+        reset = exc is not None and not (proto is not None and proto.eof)
+        self.conn.transport_closed(sid, self.loop.time(), reset=reset)
+        self.flush()
+
+    def add_listener(self, fn: Callable[[Event], None]) -> None:
+        self._event_listeners.append(fn)
+
+    # ------------------------------------------------------------------ outputs
+
+    def flush(self) -> None:
+        """Write what the engine produced, run its commands, re-arm its timer."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            now = self.loop.time()
+            check_rtt = now - self._rtt_checked > 0.2
+            if check_rtt:
+                self._rtt_checked = now
+            for sid, proto in self.protocols.items():
+                self.conn.update_path(sid, rtt=proto.rtt() if check_rtt else None,
+                                      send_space=proto.send_space())
+            for sid, data in self.conn.data_to_send(now):
+                proto = self.protocols.get(sid)
+                if proto is not None and proto.transport is not None \
+                        and not proto.transport.is_closing():
+                    proto.transport.write(data)
+            while (cmd := self.conn.next_command()) is not None:
+                self._run(cmd)
+            while (event := self.conn.next_event()) is not None:
+                self.events.append(event)
+                if self.trace is not None:
+                    self.trace.write(event)
+                for fn in self._event_listeners:
+                    fn(event)
+                if isinstance(event, ConnectionTerminated):
+                    self.closed.set()
+            self._arm_timer()
+            self._changed.set()
+        finally:
+            self._flushing = False
+
+    def _run(self, cmd: CloseSubflow | OpenSubflow) -> None:
+        if isinstance(cmd, CloseSubflow):
+            proto = self.protocols.get(cmd.subflow_id)
+            if proto is None or proto.transport is None:
+                return
+            if cmd.reset:
+                proto.transport.abort()
+            else:
+                proto.transport.close()
+        elif self._opener is not None:
+            self._opener(cmd)
+
+    def _arm_timer(self) -> None:
+        when = self.conn.get_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.conn.handle_timer(self.loop.time())
+        self.flush()
+
+    async def wait_change(self) -> None:
+        """Wait until the next flush (new data, events, buffer space)."""
+        self._changed.clear()
+        await self._changed.wait()
+
+    def shutdown(self) -> None:
+        """Reset every socket (after an error or when the engine ended)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for proto in self.protocols.values():
+            if proto.transport is not None and not proto.transport.is_closing():
+                proto.transport.abort()
+
+    def stats(self) -> dict[str, Any]:
+        return {"state": self.conn.state.value, "error": self.conn.error,
+                "subflows": self.conn.subflow_stats()}

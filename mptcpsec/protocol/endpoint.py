@@ -1,0 +1,207 @@
+"""Server side demultiplexer: which connection does a new TCP connection belong to?
+
+The first record on an accepted TCP connection decides: a clear HANDSHAKE record names
+the connection by the client's handshake id (MP_CAPABLE sender key) and its path
+(SUBFLOW option), a JOIN record names it by the server's token. Until that record is
+complete the endpoint holds at most one maximum record per pending socket, and a socket
+that does not complete it in time is reset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+from ..crypto.keyschedule import Role
+from ..crypto.rfc8684 import token_from_key
+from ..errors import MptcpsecError
+from ..wire.header import HEADER_LEN, RecordHeader, RecordType
+from ..wire.options import MpCapable, MpJoinSyn, MpsSubflow
+from ..wire.records import check_header, check_record
+from .config import ConnectionConfig
+from .connection import Connection, ConnectionState
+from .events import JoinRefused
+
+Address = tuple[str, int]
+
+
+@dataclass
+class Routed:
+    """The socket now belongs to `connection` as subflow `subflow_id`."""
+
+    connection: Connection
+    subflow_id: int
+    new_connection: bool
+
+
+@dataclass
+class Rejected:
+    """Reset the socket: its first record was not acceptable."""
+
+    reason: str
+
+
+@dataclass
+class _Pending:
+    local: Address
+    remote: Address
+    deadline: float
+    buf: bytearray = field(default_factory=bytearray)
+
+
+class ServerEndpoint:
+    """Routes accepted sockets to connections; creates connections for new handshakes."""
+
+    def __init__(self, config: ConnectionConfig, max_pending: int = 1024,
+                 max_connections: int = 10_000,
+                 on_join_refused: Callable[[JoinRefused], None] | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.max_pending = max_pending
+        self.max_connections = max_connections
+        self._pending: dict[Hashable, _Pending] = {}
+        self._by_hid: dict[int, Connection] = {}
+        self._by_token: dict[int, Connection] = {}
+        self.refused: list[JoinRefused] = []
+        self._on_join_refused = on_join_refused
+
+    @property
+    def connections(self) -> list[Connection]:
+        return list(self._by_hid.values())
+
+    def accept(self, handle: Hashable, local: Address, remote: Address, now: float) -> bool:
+        """A socket was accepted; False means refuse it (too many pending)."""
+        self.forget_ended()
+        if len(self._pending) >= self.max_pending:
+            return False
+        self._pending[handle] = _Pending(local, remote, now + self.config.handshake_timeout)
+        return True
+
+    def drop(self, handle: Hashable) -> None:
+        self._pending.pop(handle, None)
+
+    def receive(self, handle: Hashable, data: bytes, now: float) -> Routed | Rejected | None:
+        """Bytes on a pending socket; None while its first record is incomplete."""
+        p = self._pending.get(handle)
+        if p is None:
+            return Rejected("unknown socket")
+        p.buf += data
+        if len(p.buf) < HEADER_LEN:
+            return None
+        try:
+            header = RecordHeader.unpack(p.buf)
+            check_header(header, max_body=self.config.max_record + 16,
+                         allowed_types=(RecordType.HANDSHAKE, RecordType.JOIN),
+                         protected=self.config.mode == "mptcpsec")
+        except MptcpsecError as exc:
+            del self._pending[handle]
+            return Rejected(f"first record: {exc}")
+        if len(p.buf) < header.record_len:
+            return None
+        del self._pending[handle]
+        opts = bytes(p.buf[HEADER_LEN:HEADER_LEN + header.opt_len])
+        body = bytes(p.buf[HEADER_LEN + header.opt_len:header.record_len])
+        try:
+            if header.type == RecordType.JOIN:
+                decoded = check_record(header.type, header.flags, opts, len(body))
+                return self._join(p, decoded, body, bytes(p.buf[header.record_len:]), now)
+            return self._handshake(p, opts, bytes(p.buf), now)
+        except MptcpsecError as exc:
+            return Rejected(f"first record: {exc}")
+
+    def _handshake(self, p: _Pending, opts: bytes, data: bytes, now: float) -> Routed | Rejected:
+        from ..wire.options import decode_options
+
+        decoded = decode_options(opts)
+        caps = [o for o in decoded if isinstance(o, MpCapable)]
+        subs = [o for o in decoded if isinstance(o, MpsSubflow)]
+        if len(caps) != 1 or caps[0].sender_key is None:
+            return Rejected("first HANDSHAKE record without an MP_CAPABLE handshake id")
+        hid = caps[0].sender_key
+        path = subs[0].subflow_id if subs else 0
+        conn = self._by_hid.get(hid)
+        new = conn is None
+        if conn is None:
+            if len(self._by_hid) >= self.max_connections:
+                return Rejected("connection limit reached")
+            conn = Connection(self.config, Role.SERVER, now, handshake_id=hid)
+            self._by_hid[hid] = conn
+        elif conn.state is not ConnectionState.HANDSHAKE:
+            return Rejected("handshake id of a connection past its handshake")
+        if path >= conn.kx_paths:
+            if new:
+                del self._by_hid[hid]
+            return Rejected(f"handshake on path {path}: the key exchange uses "
+                            f"{conn.kx_paths} path(s)")
+        try:
+            conn.attach_subflow(path, p.local, p.remote, now, initial=True)
+        except MptcpsecError as exc:
+            return Rejected(str(exc))
+        conn.receive(path, data, now)
+        return Routed(conn, path, new)
+
+    def _join(self, p: _Pending, decoded: list, body: bytes, rest: bytes,
+              now: float) -> Routed | Rejected:
+        syn = decoded[0]
+        if not isinstance(syn, MpJoinSyn):
+            return Rejected("first JOIN record is not an MP_JOIN SYN")
+        sid = next(o.subflow_id for o in decoded if isinstance(o, MpsSubflow))
+        self._index_tokens()
+        conn = self._by_token.get(syn.token)
+        if conn is None or conn.ended:
+            return self._refuse(f"unknown token {syn.token:#010x}", p, now)
+        try:
+            sub = conn.attach_subflow(sid, p.local, p.remote, now, initial=False)
+        except MptcpsecError as exc:
+            return self._refuse(str(exc), p, now, conn)
+        reason = conn.server_join(sub, syn, body)
+        if reason is not None:
+            del conn.subflows[sid]
+            return self._refuse(reason, p, now, conn)
+        if rest:
+            conn.receive(sid, rest, now)
+        return Routed(conn, sid, False)
+
+    def _refuse(self, reason: str, p: _Pending, now: float,
+                conn: Connection | None = None) -> Rejected:
+        event = JoinRefused(now, reason, f"{p.remote[0]}:{p.remote[1]}")
+        self.refused.append(event)
+        del self.refused[:-100]  # bounded
+        if conn is not None:
+            conn._events.append(event)
+        if self._on_join_refused is not None:
+            self._on_join_refused(event)
+        return Rejected(f"join refused: {reason}")
+
+    def _index_tokens(self) -> None:
+        for conn in self._by_hid.values():
+            if conn.state is ConnectionState.HANDSHAKE:
+                continue
+            token = self.token_of(conn)
+            if token is not None:
+                self._by_token.setdefault(token, conn)
+
+    @staticmethod
+    def token_of(conn: Connection) -> int | None:
+        if conn.protected:
+            return conn.keys.token(Role.SERVER) if conn.keys is not None else None
+        return token_from_key(conn._local_key)
+
+    def expired(self, now: float) -> list[Hashable]:
+        """Pending sockets whose first record did not arrive in time (to be reset)."""
+        out = [h for h, p in self._pending.items() if now >= p.deadline]
+        for h in out:
+            del self._pending[h]
+        return out
+
+    def next_deadline(self) -> float | None:
+        return min((p.deadline for p in self._pending.values()), default=None)
+
+    def forget_ended(self) -> None:
+        """Drop connections that ended (their tokens can no longer be joined)."""
+        for hid, conn in list(self._by_hid.items()):
+            if conn.ended:
+                del self._by_hid[hid]
+        for token, conn in list(self._by_token.items()):
+            if conn.ended:
+                del self._by_token[token]
