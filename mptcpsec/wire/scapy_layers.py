@@ -323,9 +323,18 @@ def from_scapy(layer: Packet) -> MptcpOption:
 _original: dict[str, Callable[..., Any]] = {}
 
 
+def _dissect_or_raw(value: bytes) -> _MptcpValue | bytes:
+    """A malformed option stays raw bytes, as scapy leaves any option it cannot parse."""
+    try:
+        layer = dissect(value)
+    except Exception:  # scapy fields raise struct.error, IndexError, ValueError, ...
+        return value
+    return layer if bytes(layer) == value else value
+
+
 def _m2i(self: Any, pkt: Any, x: bytes) -> list[tuple[Any, Any]]:
     opts = _original["m2i"](self, pkt, x)
-    return [(name, dissect(value)) if name == OPTION_NAME and isinstance(value, bytes)
+    return [(name, _dissect_or_raw(value)) if name == OPTION_NAME and isinstance(value, bytes)
             else (name, value) for name, value in opts]
 
 
