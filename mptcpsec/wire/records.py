@@ -338,6 +338,8 @@ def check_record(rtype: int, flags: int, options: bytes | bytearray | memoryview
             raise RecordBodyError("DATA record without plaintext or DATA_FIN")
         if kinds.count(Dss) != 1:
             raise RecordOptionsError("DATA record carries exactly one DSS")
+        if kinds.count(MpsWindow) > 1:
+            raise RecordOptionsError("DATA record carries at most one WINDOW")
         only((Dss, *_SIGNALS))
     elif rtype == RecordType.CONTROL:
         empty_plaintext()
@@ -347,8 +349,8 @@ def check_record(rtype: int, flags: int, options: bytes | bytearray | memoryview
         for o in opts:
             if isinstance(o, Dss):
                 ack_only(o)
-        if kinds.count(Dss) > 1:
-            raise RecordOptionsError("CONTROL record carries at most one DSS")
+        if kinds.count(Dss) > 1 or kinds.count(MpsWindow) > 1:
+            raise RecordOptionsError("CONTROL record carries at most one DSS and one WINDOW")
         if kinds.count(MpTcpRst) != kinds.count(MpsSubflow) or kinds.count(MpTcpRst) > 1:
             raise RecordOptionsError("CONTROL: an MP_TCPRST goes with exactly one SUBFLOW option")
     elif rtype == RecordType.HANDSHAKE:

@@ -259,6 +259,16 @@ class MPTCP_MPS_SUBFLOW(_MptcpValue):
     ]
 
 
+class MPTCP_MPS_WINDOW(_MptcpValue):
+    name = "MPTCPsec WINDOW"
+    fields_desc = [
+        _subtype(Subtype.MP_EXPERIMENTAL),
+        BitField("ext_type", MpsExtType.WINDOW, 4),
+        ByteField("reserved", 0),
+        LongField("edge", 0),
+    ]
+
+
 class MPTCP_Unknown(_MptcpValue):
     name = "MPTCP (unknown)"
     fields_desc = [
@@ -272,7 +282,7 @@ class MPTCP_Unknown(_MptcpValue):
 LAYERS: tuple[type[_MptcpValue], ...] = (
     MPTCP_CAPABLE, MPTCP_JOIN_SYN, MPTCP_JOIN_SYNACK, MPTCP_JOIN_ACK, MPTCP_DSS, MPTCP_ADD_ADDR,
     MPTCP_REMOVE_ADDR, MPTCP_PRIO, MPTCP_FAIL, MPTCP_FASTCLOSE, MPTCP_TCPRST, MPTCP_MPS_SUBFLOW,
-    MPTCP_Unknown,
+    MPTCP_MPS_WINDOW, MPTCP_Unknown,
 )
 
 _BY_SUBTYPE: dict[int, type[_MptcpValue]] = {
@@ -296,8 +306,12 @@ def layer_for(value: bytes) -> type[_MptcpValue]:
     if subtype == Subtype.MP_JOIN:
         return _JOIN_BY_LEN.get(len(value), MPTCP_Unknown)
     if subtype == Subtype.MP_EXPERIMENTAL:
-        ok = (value[0] & 0x0F) == MpsExtType.SUBFLOW and len(value) == 6
-        return MPTCP_MPS_SUBFLOW if ok else MPTCP_Unknown
+        ext = value[0] & 0x0F
+        if ext == MpsExtType.SUBFLOW and len(value) == 6:
+            return MPTCP_MPS_SUBFLOW
+        if ext == MpsExtType.WINDOW and len(value) == 10:
+            return MPTCP_MPS_WINDOW
+        return MPTCP_Unknown
     return _BY_SUBTYPE.get(subtype, MPTCP_Unknown)
 
 
@@ -392,6 +406,7 @@ __all__ = [
     "MPTCP_JOIN_SYN",
     "MPTCP_JOIN_SYNACK",
     "MPTCP_MPS_SUBFLOW",
+    "MPTCP_MPS_WINDOW",
     "MPTCP_PRIO",
     "MPTCP_REMOVE_ADDR",
     "MPTCP_TCPRST",

@@ -23,6 +23,7 @@ from mptcpsec.wire.options import (
     MpJoinSynAck,
     MpPrio,
     MpsSubflow,
+    MpsWindow,
     MptcpOption,
     MpTcpRst,
     RemoveAddr,
@@ -86,6 +87,7 @@ OPTIONS: st.SearchStrategy[MptcpOption] = st.one_of(
     st.builds(MpFastclose, receiver_key=u(64), reserved=u(12)),
     st.builds(MpTcpRst, reason=u(8), transient=st.booleans(), reserved=u(3)),
     st.builds(MpsSubflow, subflow_id=u(32), reason=u(8)),
+    st.builds(MpsWindow, edge=u(64), reserved=u(8)),
 )
 
 RECORDS: st.SearchStrategy[Record] = st.builds(

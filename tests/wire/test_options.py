@@ -30,6 +30,7 @@ from mptcpsec.wire.options import (
     MpJoinSynAck,
     MpPrio,
     MpsSubflow,
+    MpsWindow,
     MptcpOption,
     MpTcpRst,
     PoisonReason,
@@ -127,6 +128,8 @@ RFC_VECTORS = [
     # MPTCPsec SUBFLOW (MP_EXPERIMENTAL 0xf, type 0): Length 8 | f0 | reason | subflow ID (32)
     ("MPTCPsec SUBFLOW", "1e08 f0 01 00000002",
      MpsSubflow(subflow_id=2, reason=PoisonReason.AUTHENTICATION)),
+    # MPTCPsec WINDOW (MP_EXPERIMENTAL 0xf, type 1): Length 12 | f1 | reserved | right edge (64)
+    ("MPTCPsec WINDOW", "1e0c f1 00 0102030405060708", MpsWindow(edge=K1)),
 ]
 
 
@@ -302,6 +305,13 @@ def test_mps_subflow_invalid_lengths(length: int) -> None:
         decode_option(data)
 
 
+@pytest.mark.parametrize("length", [n for n in range(3, 41) if n != 12])
+def test_mps_window_invalid_lengths(length: int) -> None:
+    data = (bytes([30, length, 0xF1]) + bytes(40))[:length]
+    with pytest.raises(OptionLengthError):
+        decode_option(data)
+
+
 @pytest.mark.parametrize("subtype", range(9, 15))
 def test_unknown_subtypes(subtype: int) -> None:
     with pytest.raises(UnknownOptionError):
@@ -314,7 +324,7 @@ def test_unknown_kind_and_experimental_type() -> None:
     with pytest.raises(UnknownOptionError):
         decode_options(b"\x01")  # NOP padding is not allowed in a record's option area
     with pytest.raises(UnknownOptionError):
-        decode_option(bytes([30, 8, 0xF1, 0, 0, 0, 0, 1]))
+        decode_option(bytes([30, 8, 0xF2, 0, 0, 0, 0, 1]))
 
 
 def test_decode_with_wrong_class_or_trailing_bytes() -> None:
@@ -359,6 +369,8 @@ def test_decode_with_wrong_class_or_trailing_bytes() -> None:
     lambda: MpTcpRst(reason=256),
     lambda: MpTcpRst(reason=True),  # bools are refused where integers are meant
     lambda: MpsSubflow(subflow_id=1 << 32),
+    lambda: MpsWindow(edge=1 << 64),
+    lambda: MpsWindow(edge=0, reserved=256),
 ])
 def test_out_of_range_values(make: object) -> None:
     with pytest.raises(OptionValueError):

@@ -32,6 +32,7 @@ from mptcpsec.wire.options import (
     MpJoinSynAck,
     MpPrio,
     MpsSubflow,
+    MpsWindow,
     MpTcpRst,
     PoisonReason,
     RemoveAddr,
@@ -208,6 +209,12 @@ BAD_RECORDS = [
     (3, 1, MpCapable(hmac_sha256=False).encode(), 4, RecordOptionsError, "MP_CAPABLE no H"),
     (3, 1, MpCapable().encode() * 2, 4, RecordOptionsError, "two MP_CAPABLE"),
     (3, 1, _dss(data_ack=1), 4, RecordOptionsError, "DSS in HANDSHAKE"),
+    (3, 1, MpsSubflow(0, 1).encode(), 4, RecordOptionsError, "SUBFLOW reason in HANDSHAKE"),
+    (3, 1, MpsSubflow(0).encode() * 2, 4, RecordOptionsError, "two SUBFLOW in HANDSHAKE"),
+    (1, 0, _dss(dsn=1, data_len=5) + MpsWindow(9).encode() * 2, 5, RecordOptionsError,
+     "two WINDOW in DATA"),
+    (2, 0, MpsWindow(9).encode() * 2, 0, RecordOptionsError, "two WINDOW in CONTROL"),
+    (5, 0, MpsWindow(9).encode(), 0, RecordOptionsError, "WINDOW in CLOSE"),
     (4, 0, b"", 1, RecordBodyError, "KEY_UPDATE with plaintext"),
     (4, 0, _dss(data_ack=1), 0, RecordOptionsError, "KEY_UPDATE with options"),
     (4, 2, b"", 0, RecordFlagsError, "undefined KEY_UPDATE flag"),
@@ -237,6 +244,12 @@ def test_rules_reject(rtype: int, flags: int, options: bytes, pt_len: int,
 
 def test_rules_accept_plain_forms() -> None:
     assert check_record(3, 1, b"", 10) == []
+    hs = [MpCapable(sender_key=5), MpsSubflow(1)]
+    assert check_record(3, 1, encode_options(hs), 10) == hs
+    window = [Dss(data_ack=1, dsn=2, data_len=3), MpsWindow(2**40)]
+    assert check_record(1, 0, encode_options(window), 3) == window
+    assert check_record(2, 0, encode_options([Dss(data_ack=1), MpsWindow(7)]), 0)[1] == \
+        MpsWindow(7)
     assert check_record(6, 0, MpJoinSynAck(1, HMAC8, 3).encode(), 0) == [
         MpJoinSynAck(1, HMAC8, 3)]
     assert check_record(2, 0, MpTcpRst(1).encode() + MpsSubflow(7, 1).encode(), 0)[1] == \
