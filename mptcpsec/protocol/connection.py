@@ -89,6 +89,7 @@ from .events import (
 from .scheduler import SubflowView, make_scheduler
 from .stream import Range, ReassemblyBuffer, SendBuffer
 from .subflow import Address, Subflow, SubflowState
+from .tls_stream import TlsOverStream, TlsStreamError
 
 JOIN_NONCE_LEN = 32
 MAC_LEN = 32
@@ -223,6 +224,8 @@ class Connection:
         self._peer_addresses: dict[int, tuple[str, int | None]] = {}
         self.peer_identity: str | None = None
         self.early_data_received = 0
+        self._tls: TlsOverStream | None = None
+        self._app_buf = bytearray()  # tls-over-plain: decrypted, not yet read
 
     # ------------------------------------------------------------------ public API
 
@@ -265,7 +268,7 @@ class Connection:
         self._next_subflow_id += 1
         if self.state is ConnectionState.HANDSHAKE and sid < self.kx_paths:
             sub = Subflow(sid, local, remote, SubflowState.HANDSHAKE, backup=backup,
-                          initial=True)
+                          initial=True, protected=self.protected)
             self.subflows[sid] = sub
             if sid == self.kx_paths - 1:
                 self._start_key_exchange()
@@ -276,7 +279,7 @@ class Connection:
             raise ConnectionError_(f"address pair {local[0]} -> {remote[0]} was poisoned on this "
                                    "connection and may not join again")
         sub = Subflow(sid, local, remote, SubflowState.JOINING, backup=backup,
-                      address_id=address_id)
+                      address_id=address_id, protected=self.protected)
         sub.join_deadline = now + self.config.handshake_timeout
         self.subflows[sid] = sub
         self._client_join(sub)
@@ -289,7 +292,7 @@ class Connection:
         if sid in self.subflows:
             raise WireError(f"subflow id {sid} is already in use on this connection")
         state = SubflowState.HANDSHAKE if initial else SubflowState.JOINING
-        sub = Subflow(sid, local, remote, state, initial=initial)
+        sub = Subflow(sid, local, remote, state, initial=initial, protected=self.protected)
         if not initial:
             sub.join_deadline = now + self.config.handshake_timeout
         self.subflows[sid] = sub
@@ -337,6 +340,12 @@ class Connection:
             raise ConnectionError_("the stream was closed for writing")
         if self.ended:
             raise ConnectionError_(f"connection {self.state.value}: {self.error or 'closed'}")
+        if self._tls is not None:
+            try:
+                data = self._tls.send(bytes(data))
+            except TlsStreamError as exc:
+                self._fail(str(exc), error=str(exc))
+                raise ConnectionError_(str(exc)) from None
         if self.sendbuf is None:
             self._prebuffer += data
         else:
@@ -345,6 +354,16 @@ class Connection:
     def read(self, max_bytes: int = -1) -> bytes:
         if self.recvbuf is None:
             return b""
+        if self._tls is not None:
+            n = len(self._app_buf) if max_bytes < 0 else min(max_bytes, len(self._app_buf))
+            out = bytes(self._app_buf[:n])
+            del self._app_buf[:n]
+            self._pump_tls()
+            if not self._app_buf and self.recvbuf.at_eof and not self._fin_delivered:
+                self._fin_delivered = True
+                self._events.append(StreamEnded(self._now))
+                self._maybe_close_subflows()
+            return out
         data = self.recvbuf.read(max_bytes)
         if data and self.recvbuf.window_edge - self._window_sent >= self.config.receive_window // 4:
             self._queue_ack(force=True)  # window update for a sender that was blocked
@@ -356,11 +375,31 @@ class Connection:
 
     @property
     def readable(self) -> int:
+        if self._tls is not None:
+            return len(self._app_buf)
         return self.recvbuf.readable if self.recvbuf is not None else 0
 
     @property
     def at_eof(self) -> bool:
+        if self._tls is not None and self._app_buf:
+            return False
         return self.recvbuf is not None and self.recvbuf.at_eof
+
+    def _pump_tls(self) -> None:
+        """tls-over-plain: stream bytes into the TLS session, plaintext out (bounded)."""
+        tls, rb, sb = self._tls, self.recvbuf, self.sendbuf
+        if tls is None or rb is None or sb is None or self.ended:
+            return
+        room = self.config.receive_window - len(self._app_buf)
+        raw = rb.read(max(0, room)) if room > 0 else b""
+        try:
+            plain, out = tls.receive(raw)
+        except TlsStreamError as exc:
+            self._fail(str(exc), error=str(exc))
+            return
+        self._app_buf += plain
+        if out:
+            sb.write(out)
 
     def close(self) -> None:
         """Close the sending direction: DATA_FIN after the last byte."""
@@ -549,6 +588,9 @@ class Connection:
         self._window_sent = self.recvbuf.window_edge
         # Until the peer advertises its window, assume one as large as ours.
         self._peer_window_edge = local_idsn + self.config.receive_window
+        if self.mode == "tls-over-plain":
+            self._tls = TlsOverStream(self.role, self.config.tls)
+            self.sendbuf.write(self._tls.start())
         if self._prebuffer:
             self.sendbuf.write(self._prebuffer)
             self._prebuffer.clear()
@@ -1009,6 +1051,8 @@ class Connection:
         self._check_alive()
 
     def _after_receive(self) -> None:
+        if self._tls is not None:
+            self._pump_tls()
         self._maybe_close_subflows()
 
     # ------------------------------------------------------------------ sending
@@ -1043,7 +1087,8 @@ class Connection:
         usable = [s for s in self.subflows.values() if s.usable]
         if not usable:
             usable = [s for s in self.subflows.values()
-                      if s.state is SubflowState.ESTABLISHED and s.sealer is not None]
+                      if s.state is SubflowState.ESTABLISHED
+                      and (s.sealer is not None or not s.protected)]
         if not usable:
             return None
         primaries = [s for s in usable if not s.backup] or usable

@@ -39,6 +39,7 @@ class Subflow:
     state: SubflowState
     backup: bool = False
     initial: bool = False  # takes part in the key exchange (no JOIN)
+    protected: bool = True  # False in the plain comparison modes (no keys, no sealer)
     rx: bytearray = field(default_factory=bytearray)  # received, not yet processed
     out: bytearray = field(default_factory=bytearray)  # to be written to the socket
     control: list[RecordSpec] = field(default_factory=list)  # records waiting to be sealed
@@ -73,8 +74,8 @@ class Subflow:
     @property
     def usable(self) -> bool:
         """Can carry connection data now."""
-        return (self.state is SubflowState.ESTABLISHED and self.sealer is not None
-                and not self.close_sent)
+        return (self.state is SubflowState.ESTABLISHED and not self.close_sent
+                and (self.sealer is not None or not self.protected))
 
     def stats(self) -> dict[str, Any]:
         return {

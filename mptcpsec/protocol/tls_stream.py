@@ -1,0 +1,134 @@
+"""`tls-over-plain`: one TLS 1.3 session carried over the plain multipath byte stream.
+
+A comparison mode, never a default: integrity comes from TLS end to end, so a record
+tampered on any one path breaks the single TLS session and with it the whole connection,
+where MPTCPsec drops only the poisoned subflow. Sans-I/O through pyOpenSSL memory BIOs.
+"""
+
+from __future__ import annotations
+
+from OpenSSL import SSL, crypto
+
+from ..crypto.certs import generate_self_signed, parse_fingerprint
+from ..crypto.keyschedule import Role
+from ..crypto.tls_keys import TlsConfig
+from ..errors import MptcpsecError
+
+
+class TlsStreamError(MptcpsecError):
+    """The TLS session over the multipath stream failed (bad record MAC, alert, ...)."""
+
+
+class TlsOverStream:
+    """TLS records in, application bytes out (and back); the caller moves the bytes."""
+
+    def __init__(self, role: Role, config: TlsConfig | None = None) -> None:
+        cfg = config or TlsConfig(role)
+        ctx = SSL.Context(SSL.TLS_METHOD)
+        ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+        ctx.set_options(SSL.OP_NO_TICKET)
+        self._pin = parse_fingerprint(cfg.pin_sha256) if cfg.pin_sha256 else None
+        if role is Role.SERVER:
+            cert_pem, key_pem = cfg.cert_pem, cfg.key_pem
+            if cfg.certfile and cfg.keyfile:
+                with open(cfg.certfile, "rb") as f:
+                    cert_pem = f.read()
+                with open(cfg.keyfile, "rb") as f:
+                    key_pem = f.read()
+            if cert_pem is None or key_pem is None:
+                bundle = generate_self_signed()
+                cert_pem, key_pem = bundle.cert_pem, bundle.key_pem
+            ctx.use_certificate(crypto.load_certificate(crypto.FILETYPE_PEM, cert_pem))
+            ctx.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem))
+        else:
+            # A comparison baseline: the peer is checked only when a pin or CA is given.
+            if cfg.cafile:
+                ctx.load_verify_locations(cfg.cafile)
+                ctx.set_verify(SSL.VERIFY_PEER, lambda *a: a[-1] == 1)
+            else:
+                ctx.set_verify(SSL.VERIFY_NONE, lambda *a: True)
+        self._conn = SSL.Connection(ctx)
+        if role is Role.CLIENT:
+            self._conn.set_connect_state()
+        else:
+            self._conn.set_accept_state()
+        self.role = role
+        self.handshake_done = False
+        self._pending_app = bytearray()
+
+    def start(self) -> bytes:
+        """The client's first flight (empty for the server)."""
+        self._advance()
+        return self._drain_bio()
+
+    def _advance(self) -> None:
+        if self.handshake_done:
+            return
+        try:
+            self._conn.do_handshake()
+        except SSL.WantReadError:
+            return
+        except SSL.Error as exc:
+            raise TlsStreamError(f"TLS handshake over the multipath stream failed: {exc}") from None
+        if self._pin is not None:
+            cert = self._conn.get_peer_certificate()
+            der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) if cert else b""
+            import hashlib
+
+            if hashlib.sha256(der).digest() != self._pin:
+                raise TlsStreamError("TLS peer certificate does not match the pin")
+        self.handshake_done = True
+
+    def _drain_bio(self) -> bytes:
+        out = bytearray()
+        while True:
+            try:
+                chunk = self._conn.bio_read(1 << 16)
+            except SSL.WantReadError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
+
+    def receive(self, data: bytes) -> tuple[bytes, bytes]:
+        """Feed TLS bytes from the stream; returns (application bytes, TLS bytes to send)."""
+        if data:
+            self._conn.bio_write(data)
+        self._advance()
+        plain = bytearray()
+        if self.handshake_done:
+            while True:
+                try:
+                    chunk = self._conn.recv(1 << 16)
+                except SSL.WantReadError:
+                    break
+                except SSL.ZeroReturnError:
+                    break
+                except SSL.Error as exc:
+                    raise TlsStreamError(
+                        f"TLS over the multipath stream failed: {exc}") from None
+                if not chunk:
+                    break
+                plain += chunk
+            if self._pending_app:
+                pending, self._pending_app = bytes(self._pending_app), bytearray()
+                self._write(pending)
+        return bytes(plain), self._drain_bio()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = self._conn.send(view[:16384])
+            view = view[n:]
+
+    def send(self, data: bytes) -> bytes:
+        """Encrypt application bytes; returns TLS bytes for the stream."""
+        if not self.handshake_done:
+            self._pending_app += data
+            return self._drain_bio()
+        try:
+            self._write(bytes(data))
+        except SSL.Error as exc:
+            raise TlsStreamError(f"TLS over the multipath stream failed: {exc}") from None
+        return self._drain_bio()
