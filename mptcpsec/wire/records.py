@@ -67,6 +67,8 @@ RecordSpec = tuple[int, int, bytes, bytes]
 ALL_TYPES: tuple[RecordType, ...] = tuple(RecordType)
 #: Types sent unprotected before keys exist.
 CLEAR_TYPES: tuple[RecordType, ...] = (RecordType.HANDSHAKE, RecordType.JOIN)
+#: Largest JOIN body: a 32-byte nonce and a 32-byte MAC (papers/SPEC.md section 5.4).
+MAX_JOIN_BODY = 64
 #: Default largest body: a protected record of ``DEFAULT_MAX_PLAINTEXT`` bytes.
 DEFAULT_MAX_BODY = DEFAULT_MAX_PLAINTEXT + TAG_LEN
 
@@ -389,6 +391,8 @@ def check_record(rtype: int, flags: int, options: bytes | bytearray | memoryview
             raise RecordOptionsError("JOIN: a SUBFLOW option goes with the MP_JOIN SYN form only")
         if subs and subs[0].reason != PoisonReason.NONE:
             raise RecordOptionsError("JOIN: SUBFLOW reason must be 0")
+        if pt_len > MAX_JOIN_BODY:
+            raise RecordBodyError(f"JOIN body of {pt_len} bytes, at most {MAX_JOIN_BODY}")
     return opts
 
 
@@ -521,7 +525,8 @@ class RecordParser:
 
 
 __all__ = [
-    "ALL_TYPES", "CLEAR_TYPES", "DEFAULT_MAX_BODY", "DEFINED_FLAGS", "DataTemplate",
+    "ALL_TYPES", "CLEAR_TYPES", "DEFAULT_MAX_BODY", "DEFINED_FLAGS", "MAX_JOIN_BODY",
+    "DataTemplate",
     "HandshakeFlags", "KeyUpdateFlags", "Record", "RecordParser", "RecordSpec", "build_record",
     "check_header", "check_record", "clear_handshake", "close_spec", "control_spec",
     "data_ack_spec", "data_dss", "data_spec", "data_template", "is_protected", "join_record",

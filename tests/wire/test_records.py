@@ -230,6 +230,7 @@ BAD_RECORDS = [
     (6, 0, MpJoinAck(bytes(20)).encode() * 2, 0, RecordOptionsError, "two MP_JOIN"),
     (6, 0, MpsSubflow(1).encode() + MpJoinSyn(1, 2, 3).encode(), 0, RecordOptionsError,
      "SUBFLOW before MP_JOIN"),
+    (6, 0, MpJoinAck(bytes(20)).encode(), 65, RecordBodyError, "JOIN body too long"),
     (7, 0, b"", 0, RecordTypeError, "unknown type"),
 ]
 
@@ -451,3 +452,18 @@ def test_parser_header_soup_bounded(data: bytes, cuts: list[int], max_body: int,
             return
         assert p.buffered < p.max_record_len
         assert consumed + p.buffered == b
+
+
+def test_spec_test_vector(backend: Backend) -> None:
+    """papers/SPEC.md section 5.5: the bytes a peer must produce and accept."""
+    sealer = backend.sealer(Algorithm.AES_128_GCM, bytes(range(16)), bytes(range(12)))
+    wire = sealer.seal_records([data_spec(0x0102030405060708, b"hello",
+                                          data_ack=0x1112131415161718),
+                                data_ack_spec(0x111213141516171D)])
+    assert bytes(wire) == bytes.fromhex(
+        "0101001a0015 1e1a200f111213141516171801020304050607080000000000 05"
+        "fb09cba20990778768d1574663ea44b50203ba364e"
+        "0102000c0010 1e0c2003111213141516171d 92f2ba9cc28b9b30f49c3ffa2ed0438a".replace(" ", ""))
+    hs = clear_handshake(b"hi", [MpCapable(sender_key=0x0102030405060708), MpsSubflow(0)])
+    assert hs == bytes.fromhex("0103011400021e0c010101020304050607081e08f0000000000068 69"
+                               .replace(" ", ""))
