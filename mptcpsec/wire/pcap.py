@@ -10,7 +10,15 @@ sequence numbers and DATA_ACKs, ADD_ADDR, MP_TCPRST reasons and so on of every r
 Writers are *event sinks* (:class:`RecordSink`): a connection (or the ``mptcpsec pcap``
 sample, or a trace replay) calls ``subflow_open``, ``record`` and ``subflow_close`` as
 things happen. :class:`TraceWriter` records the same events as JSON lines, which
-``replay_trace`` feeds into any sink later.
+``replay_trace`` feeds into any sink later; :func:`open_sink` builds the sink for
+``--pcap FILE`` / ``--trace FILE`` options.
+
+Hooking up a connection end: call ``subflow_open(id, client_endpoint, server_endpoint)``
+when a subflow's TCP connection is up (client = the end that connected, whichever end is
+writing), then ``record(id, from_client, record_bytes)`` for every record it sends *and*
+every record it receives, whole and as on the wire (before opening), and
+``subflow_close(id, reset=...)`` when the subflow ends. One end's view is then the
+complete conversation.
 
 Decrypting payloads: give :class:`PcapWriter` a ``transform`` (e.g.
 :class:`RecordDecryptor`, fed by a key log) and each protected record is written with
@@ -284,6 +292,20 @@ class TraceWriter:
                 self._file.close()
 
 
+def open_sink(pcap: str | os.PathLike[str] | None = None,
+              trace: str | os.PathLike[str] | None = None,
+              transform: RecordTransform | None = None) -> RecordSink | None:
+    """The sink for ``--pcap FILE`` and/or ``--trace FILE``; None when neither is given."""
+    sinks: list[RecordSink] = []
+    if pcap is not None:
+        sinks.append(PcapWriter(pcap, transform=transform))
+    if trace is not None:
+        sinks.append(TraceWriter(trace))
+    if not sinks:
+        return None
+    return sinks[0] if len(sinks) == 1 else MultiSink(*sinks)
+
+
 def _endpoint(text: str) -> Endpoint:
     host, _, port = str(text).rpartition(":")
     if not host or not port.isdigit():
@@ -448,6 +470,6 @@ class RecordDecryptor:
 __all__ = [
     "LINKTYPE_RAW", "MAX_SEGMENT_PAYLOAD", "TCP_MAX_OPTIONS", "Endpoint", "KeyLookup",
     "MultiSink", "PcapError", "PcapWriter", "RecordDecryptor", "RecordSink",
-    "RecordTransform", "TraceWriter", "build_ipv4_tcp", "read_trace", "replay_trace",
+    "RecordTransform", "TraceWriter", "build_ipv4_tcp", "open_sink", "read_trace", "replay_trace",
     "tcp_option_field", "trace_to_pcap",
 ]

@@ -35,6 +35,7 @@ from mptcpsec.wire.pcap import (
     RecordDecryptor,
     TraceWriter,
     build_ipv4_tcp,
+    open_sink,
     read_trace,
     tcp_option_field,
     trace_to_pcap,
@@ -296,3 +297,14 @@ def test_cli_help_explains(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for word in ("--sample", "--trace", "tshark", "127.0.0.2", "RecordDecryptor", "SPEC.md"):
         assert word in text
+
+
+def test_open_sink(tmp_path: Path) -> None:
+    assert open_sink() is None
+    assert isinstance(open_sink(pcap=tmp_path / "a.pcap"), PcapWriter)
+    both = open_sink(pcap=tmp_path / "b.pcap", trace=tmp_path / "b.jsonl")
+    assert isinstance(both, MultiSink)
+    both.subflow_open(0, C0, S0, ts=1.0)
+    both.close()
+    assert (tmp_path / "b.jsonl").read_text().count("subflow_open") == 1
+    assert len(rdpcap(str(tmp_path / "b.pcap"))) == 3
