@@ -241,6 +241,11 @@ class Relay:
                 flow.inject(direction, bytes(out))
                 await self._drain_all(flow)
         except (ConnectionError, OSError):
+            # A reset on one side is passed on as a reset to the other, as a NAT would.
+            for w in (flow.client_writer, flow.server_writer):
+                with contextlib.suppress(Exception):
+                    w.transport.abort()
+            flow.closed.set()
             return
         except Exception as exc:  # a failing hook ends its flow, never the relay
             flow.error = exc

@@ -268,7 +268,7 @@ class Connection:
         self._next_subflow_id += 1
         if self.state is ConnectionState.HANDSHAKE and sid < self.kx_paths:
             sub = Subflow(sid, local, remote, SubflowState.HANDSHAKE, backup=backup,
-                          initial=True, protected=self.protected)
+                          initial=True, protected=self.protected, last_progress=now)
             self.subflows[sid] = sub
             if sid == self.kx_paths - 1:
                 self._start_key_exchange()
@@ -281,6 +281,7 @@ class Connection:
         sub = Subflow(sid, local, remote, SubflowState.JOINING, backup=backup,
                       address_id=address_id, protected=self.protected)
         sub.join_deadline = now + self.config.handshake_timeout
+        sub.last_progress = now
         self.subflows[sid] = sub
         self._client_join(sub)
         return sid
@@ -292,7 +293,8 @@ class Connection:
         if sid in self.subflows:
             raise WireError(f"subflow id {sid} is already in use on this connection")
         state = SubflowState.HANDSHAKE if initial else SubflowState.JOINING
-        sub = Subflow(sid, local, remote, state, initial=initial, protected=self.protected)
+        sub = Subflow(sid, local, remote, state, initial=initial, protected=self.protected,
+                      last_progress=now)
         if not initial:
             sub.join_deadline = now + self.config.handshake_timeout
         self.subflows[sid] = sub
@@ -305,6 +307,7 @@ class Connection:
         if sub is None or sub.state.ended or self.ended:
             return
         sub.rx += data
+        sub.last_progress = now
         self._process(sub)
         self._after_receive()
 
@@ -457,6 +460,8 @@ class Connection:
         deadlines = [d for d in (self._ack_deadline, self.handshake_deadline) if d is not None]
         deadlines += [s.join_deadline for s in self.subflows.values()
                       if s.join_deadline is not None and not s.state.ended]
+        deadlines += [s.last_progress + self.config.subflow_timeout
+                      for s in self.subflows.values() if s.inflight and not s.state.ended]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
@@ -474,6 +479,14 @@ class Connection:
                 if sub.state is SubflowState.JOINING:
                     self._end_subflow(sub, SubflowState.FAILED, "join timed out", clean=False,
                                       reset=True)
+        for sub in list(self.subflows.values()):
+            if (sub.inflight and not sub.state.ended
+                    and now >= sub.last_progress + self.config.subflow_timeout):
+                quiet = self.config.subflow_timeout
+                self._end_subflow(sub, SubflowState.FAILED,
+                                  f"path failure: no progress for {quiet:g} s",
+                                  clean=False, reset=True)
+                self._check_alive()
         if self._ack_deadline is not None and now >= self._ack_deadline:
             self._ack_deadline = None
             self._queue_ack(force=True)

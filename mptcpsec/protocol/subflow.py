@@ -61,6 +61,7 @@ class Subflow:
     client_nonce: bytes = b""
     server_nonce: bytes = b""
     join_deadline: float | None = None
+    last_progress: float = 0.0  # last time bytes arrived (for the progress timeout)
     address_id: int = 0
     bytes_sent: int = 0  # application bytes sealed here (re-injections included)
     bytes_received: int = 0  # application bytes opened here

@@ -7,7 +7,11 @@ where MPTCPsec drops only the poisoned subflow. Sans-I/O through pyOpenSSL memor
 
 from __future__ import annotations
 
-from OpenSSL import SSL, crypto
+import hashlib
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 
 from ..crypto.certs import generate_self_signed, parse_fingerprint
 from ..crypto.keyschedule import Role
@@ -38,8 +42,8 @@ class TlsOverStream:
             if cert_pem is None or key_pem is None:
                 bundle = generate_self_signed()
                 cert_pem, key_pem = bundle.cert_pem, bundle.key_pem
-            ctx.use_certificate(crypto.load_certificate(crypto.FILETYPE_PEM, cert_pem))
-            ctx.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem))
+            ctx.use_certificate(x509.load_pem_x509_certificate(cert_pem))
+            ctx.use_privatekey(serialization.load_pem_private_key(key_pem, None))  # type: ignore[arg-type]
         else:
             # A comparison baseline: the peer is checked only when a pin or CA is given.
             if cfg.cafile:
@@ -71,10 +75,8 @@ class TlsOverStream:
         except SSL.Error as exc:
             raise TlsStreamError(f"TLS handshake over the multipath stream failed: {exc}") from None
         if self._pin is not None:
-            cert = self._conn.get_peer_certificate()
-            der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) if cert else b""
-            import hashlib
-
+            cert = self._conn.get_peer_certificate(as_cryptography=True)
+            der = cert.public_bytes(serialization.Encoding.DER) if cert else b""
             if hashlib.sha256(der).digest() != self._pin:
                 raise TlsStreamError("TLS peer certificate does not match the pin")
         self.handshake_done = True
