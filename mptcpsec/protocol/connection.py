@@ -1235,8 +1235,15 @@ class Connection:
                 self._flush_control(sub)
         self._check_done()
 
+    def _streams_done(self) -> bool:
+        """Both directions finished: our DATA_FIN acknowledged, the peer's received."""
+        sb, rb = self.sendbuf, self.recvbuf
+        return (sb is not None and rb is not None and self._fin_sent and sb.unacked == 0
+                and not any(s.fin_inflight for s in self.subflows.values())
+                and rb.fin_dsn is not None and rb.next_dsn >= rb.fin_dsn)
+
     def _check_done(self) -> None:
-        if (all(s.state.ended for s in self.subflows.values()) and self._fin_delivered
+        if (all(s.state.ended for s in self.subflows.values()) and self._streams_done()
                 and not self.ended):
             self.state = ConnectionState.CLOSED
             self._events.append(ConnectionTerminated(self._now, None, "closed"))
@@ -1327,7 +1334,7 @@ class Connection:
             return
         if live and all(s.state is SubflowState.JOINING for s in live):
             return  # a join may still bring a clean path
-        if self._fin_delivered and self._fin_sent and self.sendbuf and self.sendbuf.unacked == 0:
+        if self._streams_done():
             self._check_done()
             return
         poisoned = [s for s in self.subflows.values() if s.state is SubflowState.POISONED]

@@ -75,6 +75,8 @@ class Subflow:
     @property
     def usable(self) -> bool:
         """Can carry connection data now."""
+        if self.state is SubflowState.JOINING:
+            return self.early_send and self.sealer is not None  # 0-RTT join data
         return (self.state is SubflowState.ESTABLISHED and not self.close_sent
                 and (self.sealer is not None or not self.protected))
 
