@@ -54,7 +54,10 @@ class ConnectionConfig:
     #: Addresses the server announces with ADD_ADDR: (host, port) pairs.
     announce: list[tuple[str, int]] = field(default_factory=list)
     #: Client: open subflows to announced addresses (full mesh over local addresses).
+    #: False selects the "configured" path manager: exactly the paths given are used.
     join_announced: bool = True
+    #: Path manager by name (protocol/pathmanager.py); None: from join_announced.
+    path_manager: str | None = None
     #: Delayed acknowledgement: ack at least every this many bytes, or after ack_delay.
     ack_every: int = 64 * 1024
     ack_delay: float = 0.005
@@ -79,8 +82,19 @@ class ConnectionConfig:
                               f"{', '.join(REJOIN_POLICIES)}")
         if self.key_update_records is not None and self.key_update_records < 1:
             raise ConfigError("key_update_records must be positive")
+        from .pathmanager import PATH_MANAGERS
+
+        if self.path_manager is not None and self.path_manager not in PATH_MANAGERS:
+            raise ConfigError(f"path manager {self.path_manager!r}: choose one of "
+                              f"{', '.join(PATH_MANAGERS)}")
         if self.max_subflows < 1 or self.max_join_attempts < 1:
             raise ConfigError("max_subflows and max_join_attempts must be positive")
+
+    @property
+    def path_manager_name(self) -> str:
+        if self.path_manager is not None:
+            return self.path_manager
+        return "fullmesh" if self.join_announced else "configured"
 
     @property
     def update_after(self) -> int:

@@ -86,6 +86,7 @@ from .events import (
     SubflowEstablished,
     SubflowPoisoned,
 )
+from .pathmanager import make_path_manager
 from .scheduler import SubflowView, make_scheduler
 from .stream import Range, ReassemblyBuffer, SendBuffer
 from .subflow import Address, Subflow, SubflowState
@@ -217,6 +218,7 @@ class Connection:
         self._fin_sent = False
         self._fin_delivered = False
         self._scheduler = make_scheduler(config.scheduler)
+        self.path_manager = make_path_manager(config.path_manager_name, config.announce)
         self._blocked_pairs: set[tuple[str, str]] = set()
         self._join_nonces: set[bytes] = set()
         self._join_attempts = 0
@@ -1031,7 +1033,7 @@ class Connection:
             self._events.append(AddressAnnounced(self._now, o.address_id, str(o.address), port))
             sub.control.append(control_spec([AddAddr(o.address_id, o.address, o.port,
                                                      echo=True)]))
-            if self.config.join_announced:
+            if self.path_manager.join_announced(o.address_id, (str(o.address), port)):
                 self._commands.append(OpenSubflow((str(o.address), port), None, False,
                                                   o.address_id))
         elif isinstance(o, RemoveAddr):
@@ -1363,12 +1365,11 @@ class Connection:
     # ------------------------------------------------------------------ path manager
 
     def _announce_addresses(self) -> None:
-        if not self.config.announce:
-            return
+        announce = self.path_manager.addresses_to_announce()
         sub = self._best_subflow()
-        if sub is None:
+        if not announce or sub is None:
             return
-        for i, (host, port) in enumerate(self.config.announce, start=1):
+        for i, (host, port) in enumerate(announce, start=1):
             addr = ipaddress.ip_address(host)
             mac = add_addr_hmac(self._own_key64(), self._peer_key64(), i, addr, port)
             sub.control.append(control_spec([AddAddr(i, addr, port, hmac=mac)]))

@@ -183,3 +183,11 @@ def test_config_errors_are_typed() -> None:
                 dict(receive_window=10), dict(rejoin_poisoned="sometimes")):
         with pytest.raises(ConfigError):
             ConnectionConfig(**bad).validate()
+
+
+def test_path_manager_by_name() -> None:
+    cfg = psk_config(announce=[("127.0.0.3", 7000)], path_manager="configured")
+    lb = established(cfg)
+    assert lb.open_requests == [] and lb.client.path_manager.name == "configured"
+    with pytest.raises(ConfigError, match="choose one of"):
+        psk_config(path_manager="random").validate()
