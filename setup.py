@@ -29,6 +29,7 @@ setup(
         "cffi>=1.16",
         "cryptography>=42",
         "pynacl>=1.5",
+        "matplotlib>=3.7",
         "pyOpenSSL>=24",
         "scapy>=2.5",
     ],
