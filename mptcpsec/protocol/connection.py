@@ -90,6 +90,7 @@ from .pathmanager import make_path_manager
 from .scheduler import SubflowView, make_scheduler
 from .stream import Range, ReassemblyBuffer, SendBuffer
 from .subflow import Address, Subflow, SubflowState
+from .subflow import format_address as _fmt
 from .tls_stream import TlsOverStream, TlsStreamError
 
 JOIN_NONCE_LEN = 32
@@ -1380,7 +1381,3 @@ class Connection:
         if sub is not None:
             sub.control.append(control_spec([RemoveAddr((address_id,))]))
 
-
-def _fmt(addr: Address) -> str:
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -15,6 +15,12 @@ from .stream import Range
 Address = tuple[str, int]
 
 
+def format_address(addr: Address) -> str:
+    """host:port, with IPv6 hosts in brackets."""
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class SubflowState(str, enum.Enum):
     HANDSHAKE = "handshake"  # carries the key exchange (initial subflows)
     JOINING = "joining"  # JOIN sent or received, not yet confirmed
@@ -83,8 +89,8 @@ class Subflow:
     def stats(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "local": f"{self.local[0]}:{self.local[1]}",
-            "remote": f"{self.remote[0]}:{self.remote[1]}",
+            "local": format_address(self.local),
+            "remote": format_address(self.remote),
             "state": self.state.value,
             "reason": self.reason,
             "backup": self.backup,
