@@ -163,8 +163,10 @@ async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
     local_hosts: list[str | None] = []
 
     def open_join(cmd: OpenSubflow) -> None:
-        present = {(p.transport.get_extra_info("sockname")[0], cmd.remote[0])
-                   for p in driver.protocols.values() if p.transport is not None}
+        present = {(p.transport.get_extra_info("sockname")[0],
+                    p.transport.get_extra_info("peername")[0])
+                   for p in driver.protocols.values()
+                   if p.transport is not None and not p.transport.is_closing()}
         for lh in dict.fromkeys(local_hosts):
             if lh is not None and (lh, cmd.remote[0]) in present:
                 continue

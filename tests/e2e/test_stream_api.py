@@ -130,3 +130,47 @@ def test_events_as_json_lines_trace() -> None:
     assert kinds.count("subflow_established") == 2
     assert all(x["side"] == "client" and isinstance(x["time"], float) for x in lines)
     assert lines[0]["key_exchange"] == "split-path" and lines[-1]["error"] is None
+
+
+def test_client_joins_addresses_the_server_announces() -> None:
+    async def echo(stream) -> None:
+        stream.write(await stream.readexactly(3))
+        await stream.drain()
+
+    async def main():
+        port = free_port()
+        cfg = ConnectionConfig(key_exchange="psk", announce=[("127.0.0.3", port)])
+        from mptcpsec.crypto.keyschedule import Role, Secret
+        from mptcpsec.crypto.psk import PskConfig
+
+        cfg.psk = PskConfig(Role.CLIENT, Secret(b"\x33" * 32))
+        srv = await serve(echo, [("127.0.0.1", port), ("127.0.0.3", port)], cfg)
+        try:
+            stream = await connect([Path(("127.0.0.1", port), "127.0.0.1")], cfg)
+            for _ in range(100):
+                if len(stream.subflow_stats()) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            stream.write(b"abc")
+            assert await stream.readexactly(3) == b"abc"
+            stats = stream.subflow_stats()
+            kinds = [e.kind for e in stream.events]
+            stream.close()
+            await stream.wait_closed(10)
+            return stats, kinds
+        finally:
+            srv.close()
+
+    stats, kinds = run(main())
+    assert "address_announced" in kinds
+    assert [s["remote"] for s in stats] == [stats[0]["remote"], stats[1]["remote"]]
+    assert stats[1]["remote"].startswith("127.0.0.3:") and stats[1]["state"] != "failed"
+
+
+def test_rtt_comes_from_tcp_info() -> None:
+    from mptcpsec.aio.driver import tcp_rtt
+
+    with socket.create_server(("127.0.0.1", 0)) as srv, \
+            socket.create_connection(srv.getsockname()) as c:
+        rtt = tcp_rtt(c)
+    assert rtt is not None and 0 <= rtt < 1.0

@@ -191,3 +191,35 @@ def test_path_manager_by_name() -> None:
     assert lb.open_requests == [] and lb.client.path_manager.name == "configured"
     with pytest.raises(ConfigError, match="choose one of"):
         psk_config(path_manager="random").validate()
+
+
+def _poison_first_data_on(lb: Loopback, sid: int) -> None:
+    """Flip a ciphertext bit of the next record the client sends on subflow `sid`."""
+    for s, data in lb.client.data_to_send(lb.now):
+        if s == sid:
+            data = bytearray(data)
+            data[-3] ^= 0x10
+            data = bytes(data)
+        lb.deliver_raw(lb.links[s], data)
+    lb.pump()
+
+
+@pytest.mark.parametrize("policy", ["never", "allow"])
+def test_poisoned_address_pair_rejoin_policy(policy: str) -> None:
+    lb = established(psk_config(rejoin_poisoned=policy, scheduler="round-robin"))
+    sid = lb.open(2)
+    lb.pump()
+    lb.client.update_path(0, send_space=0)  # force the next data onto subflow 2
+    lb.client.send(b"x" * 1000)
+    _poison_first_data_on(lb, sid)
+    poisoned = [e for e in lb.server_events if e.kind == "subflow_poisoned"]
+    assert poisoned and poisoned[0].reason == "authentication"
+    assert lb.client.subflows[sid].state.value == "poisoned"
+    assert lb.server.read() == b"x" * 1000  # re-injected on subflow 0, delivered once
+    if policy == "never":
+        with pytest.raises(Exception, match="poisoned on this connection"):
+            lb.open(2)
+    else:
+        again = lb.open(2)
+        lb.pump()
+        assert lb.client.subflows[again].state.value == "established"
