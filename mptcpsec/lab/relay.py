@@ -228,6 +228,12 @@ class Relay:
             while True:
                 data = await reader.read(self.chunk_size)
                 if not data:
+                    # A hook holding bytes back (a delay line) may flush them first.
+                    flush = getattr(hook, "flush", None)
+                    if flush is not None:
+                        result = flush(ctx)
+                        if inspect.isawaitable(result):
+                            await result
                     # Pass the half-close on, so the far end sees EOF as it would directly.
                     if dest.can_write_eof():
                         with contextlib.suppress(OSError):

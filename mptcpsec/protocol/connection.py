@@ -787,6 +787,16 @@ class Connection:
         while sub.rx and not sub.state.ended and not self.ended:
             first_type = sub.rx[1] if len(sub.rx) > 1 else None
             clear_next = first_type in (RecordType.HANDSHAKE, RecordType.JOIN)
+            if (self.protected and sub.opener is None and not clear_next
+                    and self.state is ConnectionState.HANDSHAKE
+                    and sub.state is SubflowState.HANDSHAKE):
+                # Sealed records right behind the peer's last handshake message on this
+                # path, while ours on the other path is still on its way: they open once
+                # the keys are installed. Bounded like the receive window.
+                if len(sub.rx) > self.config.receive_window + self._max_body():
+                    self._poison(sub, PoisonReason.UNEXPECTED_RECORD,
+                                 "too many records before the key exchange completed")
+                return
             if sub.opener is None or clear_next or not self.protected:
                 if not self._process_clear(sub):
                     return
