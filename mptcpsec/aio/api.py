@@ -19,7 +19,8 @@ from ..protocol.config import ConfigError, ConnectionConfig
 from ..protocol.connection import Connection, ConnectionError_, OpenSubflow
 from ..protocol.endpoint import Rejected, Routed, ServerEndpoint
 from ..protocol.events import ConnectionTerminated, Event, HandshakeCompleted, TraceWriter
-from .driver import ConnectionDriver, SubflowProtocol
+from ..wire.pcap import RecordSink
+from .driver import ConnectionDriver, RecordTap, SubflowProtocol
 
 Address = tuple[str, int]
 
@@ -143,12 +144,14 @@ async def _open_tcp(loop: asyncio.AbstractEventLoop, path: Path | OpenSubflow,
 
 async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
                   trace: TraceWriter | None = None, timeout: float | None = None,
-                  join_timeout: float = 5.0) -> MptcpsecStream:
+                  join_timeout: float = 5.0, sink: RecordSink | None = None) -> MptcpsecStream:
     """Open a connection over `paths`; returns once the key exchange is done.
 
     The first path (the first two for split-path) carry the key exchange; the others join
     afterwards. Addresses the server announces are joined from every local address in use
-    unless `config.join_announced` is False.
+    unless `config.join_announced` is False. `sink` (`mptcpsec.wire.pcap.open_sink`) gets
+    every record on the wire, for a pcap or a records trace; capture subflow ids are the
+    connection's subflow ids.
     """
     config = config or ConnectionConfig()
     config.validate()
@@ -189,7 +192,8 @@ async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
         driver.attach(sid, proto)
         driver.flush()
 
-    driver = ConnectionDriver(conn, loop, trace, opener=open_join)
+    driver = ConnectionDriver(conn, loop, trace, opener=open_join,
+                              tap=RecordTap(sink) if sink is not None else None)
     try:
         for path in paths[:conn.kx_paths]:
             proto, local, remote = await _open_tcp(loop, path, path.local)
@@ -225,8 +229,10 @@ class MptcpsecServer:
     """Listening sockets on several addresses, an endpoint that routes subflows, handlers."""
 
     def __init__(self, handler: Handler, config: ConnectionConfig,
-                 trace: TraceWriter | None = None) -> None:
+                 trace: TraceWriter | None = None, sink: RecordSink | None = None) -> None:
         self.handler = handler
+        self.sink = sink
+        self._conn_count = 0
         self.config = config
         self.trace = trace
         self.endpoint = ServerEndpoint(config)
@@ -259,6 +265,8 @@ class MptcpsecServer:
         proto.on_lost = lambda p, exc: self.endpoint.drop(p)
 
     def _pending_data(self, proto: SubflowProtocol, data: bytes) -> None:
+        if self.sink is not None:
+            proto.prefix += data  # bounded by the endpoint: one first record
         result = self.endpoint.receive(proto, data, self._loop.time())
         if result is None:
             return
@@ -270,10 +278,16 @@ class MptcpsecServer:
         conn = result.connection
         driver = self.drivers.get(id(conn))
         if driver is None:
-            driver = ConnectionDriver(conn, self._loop, self.trace)
+            tap = None
+            if self.sink is not None:
+                # Capture subflow ids: 1000 per connection, so connections do not collide.
+                tap = RecordTap(self.sink, id_base=1000 * self._conn_count)
+            self._conn_count += 1
+            driver = ConnectionDriver(conn, self._loop, self.trace, tap=tap)
             self.drivers[id(conn)] = driver
             driver.add_listener(lambda ev, d=driver: self._on_event(d, ev))
-        driver.attach(result.subflow_id, proto)
+        driver.attach(result.subflow_id, proto, bytes(proto.prefix))
+        proto.prefix.clear()
         driver.flush()
 
     def _on_event(self, driver: ConnectionDriver, event: Event) -> None:
@@ -332,9 +346,13 @@ class MptcpsecServer:
 
 async def serve(handler: Handler, listen: Sequence[Address],
                 config: ConnectionConfig | None = None,
-                trace: TraceWriter | None = None) -> MptcpsecServer:
-    """Listen on every address in `listen` and run `handler(stream)` per connection."""
+                trace: TraceWriter | None = None,
+                sink: RecordSink | None = None) -> MptcpsecServer:
+    """Listen on every address in `listen` and run `handler(stream)` per connection.
+
+    `sink` captures every record (capture subflow id = 1000 x connection index + id).
+    """
     config = config or ConnectionConfig()
-    server = MptcpsecServer(handler, config, trace)
+    server = MptcpsecServer(handler, config, trace, sink)
     await server.start(listen)
     return server

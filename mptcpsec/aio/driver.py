@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ..protocol.connection import CloseSubflow, Connection, OpenSubflow
-from ..protocol.events import ConnectionTerminated, Event, TraceWriter
+from ..protocol.events import ConnectionTerminated, Event, HandshakeCompleted, TraceWriter
+from ..wire.pcap import RecordSink
 
 #: Bytes queued in a socket's transport before the engine stops scheduling on it.
 SOCKET_HIGH_WATER = 512 * 1024
@@ -49,6 +51,7 @@ class SubflowProtocol(asyncio.Protocol):
         self._on_connected = on_connected
         self.paused = False
         self.eof = False
+        self.prefix = bytearray()  # bytes received before routing (for a capture)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -94,13 +97,59 @@ class SubflowProtocol(asyncio.Protocol):
         return tcp_rtt(self.transport.get_extra_info("socket") if self.transport else None)
 
 
+class RecordTap:
+    """Cuts each subflow direction's bytes into records for a capture sink (pcap/trace).
+
+    Framing only (6-byte header lengths): the sink sees exactly the records on the wire,
+    tampered ones included. Buffers hold at most one record per direction.
+    """
+
+    _MAX = 6 + 255 + 65535
+
+    def __init__(self, sink: RecordSink, id_base: int = 0) -> None:
+        self.sink = sink
+        self.id_base = id_base
+        self._bufs: dict[tuple[int, bool], bytearray] = {}
+        self._broken: set[tuple[int, bool]] = set()
+
+    def open(self, sid: int, client: tuple[str, int], server: tuple[str, int]) -> None:
+        self.sink.subflow_open(self.id_base + sid, client, server, time.time())
+
+    def feed(self, sid: int, from_client: bool, data: bytes) -> None:
+        key = (sid, from_client)
+        if key in self._broken:
+            return
+        buf = self._bufs.setdefault(key, bytearray())
+        buf += data
+        while len(buf) >= 6:
+            n = 6 + buf[3] + (buf[4] << 8 | buf[5])
+            if len(buf) < n:
+                break
+            self.sink.record(self.id_base + sid, from_client, bytes(buf[:n]), time.time())
+            del buf[:n]
+        if len(buf) > self._MAX:  # cannot happen with valid framing; never grow
+            self._broken.add(key)
+            buf.clear()
+
+    def close(self, sid: int, reset: bool) -> None:
+        self.sink.subflow_close(self.id_base + sid, reset, time.time())
+
+    def connection(self, info: dict[str, Any]) -> None:
+        fn = getattr(self.sink, "connection_info", None)
+        if fn is not None:
+            fn(info, time.time())
+
+
 class ConnectionDriver:
     """Drives one engine connection over real sockets."""
 
     def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop,
                  trace: TraceWriter | None = None,
-                 opener: Callable[[OpenSubflow], None] | None = None) -> None:
+                 opener: Callable[[OpenSubflow], None] | None = None,
+                 tap: RecordTap | None = None) -> None:
         self.conn = conn
+        self.tap = tap
+        self._client = conn.role.value == "client"
         self.loop = loop
         self.trace = trace
         self.events: list[Event] = []
@@ -116,18 +165,30 @@ class ConnectionDriver:
 
     # ------------------------------------------------------------------ inputs
 
-    def attach(self, sid: int, proto: SubflowProtocol) -> None:
+    def attach(self, sid: int, proto: SubflowProtocol, first_bytes: bytes = b"") -> None:
+        """Route a socket to subflow `sid` (first_bytes: what it received before routing)."""
         proto.driver = self
         proto.subflow_id = sid
         self.protocols[sid] = proto
+        if self.tap is not None and proto.transport is not None:
+            local = proto.transport.get_extra_info("sockname")[:2]
+            peer = proto.transport.get_extra_info("peername")[:2]
+            client, server = (local, peer) if self._client else (peer, local)
+            self.tap.open(sid, client, server)
+            if first_bytes:
+                self.tap.feed(sid, not self._client, first_bytes)
 
     def on_data(self, sid: int, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap.feed(sid, not self._client, data)
         self.conn.receive(sid, data, self.loop.time())
         self.flush()
 
     def on_lost(self, sid: int, exc: Exception | None) -> None:
         proto = self.protocols.get(sid)
         reset = exc is not None and not (proto is not None and proto.eof)
+        if self.tap is not None:
+            self.tap.close(sid, reset)
         self.conn.transport_closed(sid, self.loop.time(), reset=reset)
         self.flush()
 
@@ -154,6 +215,8 @@ class ConnectionDriver:
                 if proto is not None and proto.transport is not None \
                         and not proto.transport.is_closing():
                     proto.transport.write(data)
+                    if self.tap is not None:
+                        self.tap.feed(sid, self._client, data)
             while (cmd := self.conn.next_command()) is not None:
                 self._run(cmd)
             while (event := self.conn.next_event()) is not None:
@@ -164,6 +227,10 @@ class ConnectionDriver:
                     fn(event)
                 if isinstance(event, ConnectionTerminated):
                     self.closed.set()
+                elif isinstance(event, HandshakeCompleted) and self.tap is not None:
+                    info = self.conn.connection_info()
+                    if info is not None:
+                        self.tap.connection(info)
             self._arm_timer()
             self._changed.set()
         finally:

@@ -10,7 +10,15 @@ from pathlib import Path
 from ..errors import MptcpsecError
 from ..wire.header import HEADER_LEN, RecordHeader, RecordType
 from ..wire.options import decode_options, describe
-from ..wire.pcap import MultiSink, PcapWriter, RecordSink, TraceWriter, read_trace, replay_trace
+from ..wire.pcap import (
+    MultiSink,
+    PcapWriter,
+    RecordDecryptor,
+    RecordSink,
+    TraceWriter,
+    read_trace,
+    replay_trace,
+)
 
 DESCRIPTION = """\
 Write a classic pcap in which every MPTCPsec record is one IPv4/TCP segment of its
@@ -58,7 +66,14 @@ def _summary_line(subflow: int, from_client: bool, record: bytes) -> str:
 def _run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     sinks: list[RecordSink] = []
-    writer = PcapWriter(out)
+    transform = None
+    if args.keylog:
+        if not args.trace:
+            print("mptcpsec pcap: --keylog needs --trace (a capture of a real connection)",
+                  file=sys.stderr)
+            return 2
+        transform = _keylog_transform(args.trace, args.keylog)
+    writer = PcapWriter(out, transform=transform)
     sinks.append(writer)
     if args.trace_out:
         sinks.append(TraceWriter(args.trace_out))
@@ -95,6 +110,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keylog_transform(trace: str, keylog_file: str) -> RecordDecryptor:
+    """Decrypt the trace's records with the connection secret found in a key log."""
+    from ..crypto.keylog import load_keylog
+    from ..wire.decrypt import KeylogKeys
+
+    with open(trace, encoding="utf-8") as f:
+        info = next((ev for ev in read_trace(f) if ev["event"] == "connection"), None)
+    if info is None:
+        raise MptcpsecError(f"{trace} has no connection event (connection id, nonces): "
+                            "write it with --trace from a connection")
+    keys = KeylogKeys(load_keylog(keylog_file), info)
+    return RecordDecryptor(keys, observer=keys.observe,
+                           protected_mode=info.get("mode", "mptcpsec") == "mptcpsec")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "pcap", help="write a Wireshark-readable pcap of MPTCPsec records",
@@ -108,6 +138,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="pcap file to write (default: %(default)s)")
     p.add_argument("--trace-out", metavar="FILE",
                    help="also write the records as a JSON-lines trace (replayable with --trace)")
+    p.add_argument("--keylog", metavar="FILE",
+                   help="with --trace: decrypt the records with the connection secret from "
+                        "this key log (written when SSLKEYLOGFILE was set) and export "
+                        "plaintext payloads")
     p.add_argument("--summary", action="store_true",
                    help="print one line per record: subflow, direction, type, decoded options")
     p.add_argument("--alg", default="aes-128-gcm",

@@ -494,6 +494,17 @@ class Connection:
             self._ack_deadline = None
             self._queue_ack(force=True)
 
+    def connection_info(self) -> dict[str, object] | None:
+        """Public facts for captures and key logs: connection id, algorithm, nonces."""
+        r = self.kx_result
+        if r is None:
+            return None
+        return {"connection_id": r.connection_id.hex(), "mode": self.mode,
+                "key_exchange": self.config.key_exchange,
+                "algorithm": self.config.algorithm.value,
+                "client_nonce": r.client_nonce.hex(), "server_nonce": r.server_nonce.hex(),
+                "kx_subflows": [s.id for s in self.subflows.values() if s.initial]}
+
     def subflow_stats(self) -> list[dict[str, object]]:
         return [s.stats() for s in self.subflows.values()]
 

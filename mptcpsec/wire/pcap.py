@@ -252,7 +252,9 @@ class TraceWriter:
 
     Lines: ``{"event": "subflow_open", "subflow", "client": "ip:port", "server", "ts"}``,
     ``{"event": "record", "subflow", "from": "client"|"server", "record": hex, "ts"}``,
-    ``{"event": "subflow_close", "subflow", "reset", "ts"}``.
+    ``{"event": "subflow_close", "subflow", "reset", "ts"}``, and once per connection
+    ``{"event": "connection", "connection_id", "algorithm", "client_nonce", "server_nonce",
+    "kx_subflows", ...}`` (public values a key log needs to rebuild the keys).
     """
 
     def __init__(self, out: str | os.PathLike[str] | IO[str]) -> None:
@@ -284,6 +286,10 @@ class TraceWriter:
                       ts: float | None = None) -> None:
         self._write({"event": "subflow_close", "subflow": subflow_id, "reset": reset,
                      "ts": time.time() if ts is None else ts})
+
+    def connection_info(self, info: dict[str, Any], ts: float | None = None) -> None:
+        """Public facts a key log needs to find the keys: connection id, algorithm, nonces."""
+        self._write({"event": "connection", **info, "ts": time.time() if ts is None else ts})
 
     def close(self) -> None:
         with self._lock:
@@ -327,6 +333,9 @@ def read_trace(lines: Iterator[str] | IO[str]) -> Iterator[dict[str, Any]]:
                 ev["record"] = bytes.fromhex(ev["record"])
                 if ev["from"] not in ("client", "server"):
                     raise ValueError("'from' must be client or server")
+            elif kind == "connection":
+                yield ev
+                continue
             elif kind != "subflow_close":
                 continue  # other engine events may share the trace file
             ev["subflow"] = int(ev["subflow"])
@@ -340,7 +349,11 @@ def replay_trace(lines: Iterator[str] | IO[str], sink: RecordSink) -> int:
     count = 0
     for ev in read_trace(lines):
         ts = ev.get("ts")
-        if ev["event"] == "subflow_open":
+        if ev["event"] == "connection":
+            fn = getattr(sink, "connection_info", None)
+            if fn is not None:
+                fn({k: v for k, v in ev.items() if k not in ("event", "ts")}, ts)
+        elif ev["event"] == "subflow_open":
             sink.subflow_open(ev["subflow"], ev["client"], ev["server"], ts)
         elif ev["event"] == "record":
             sink.record(ev["subflow"], ev["from"] == "client", ev["record"], ts)
@@ -378,6 +391,12 @@ class MultiSink:
         for s in self.sinks:
             s.subflow_close(subflow_id, reset, ts)
 
+    def connection_info(self, info: dict[str, Any], ts: float | None = None) -> None:
+        for s in self.sinks:
+            fn = getattr(s, "connection_info", None)
+            if fn is not None:
+                fn(info, ts)
+
     def close(self) -> None:
         for s in self.sinks:
             s.close()
@@ -389,11 +408,16 @@ class MultiSink:
 KeyLookup = Callable[[int, bool, int], "tuple[Any, bytes, bytes] | None"]
 
 
+#: The generation number a key lookup gets for a join's early (0-RTT) keys.
+EARLY = -1
+
+
 @dataclass
 class _Direction:
     generation: int = 0
     opener: Any = None
     dead: bool = False
+    seen_join: bool = False
 
 
 @dataclass
@@ -413,6 +437,8 @@ class RecordDecryptor:
     keys: KeyLookup
     backend: Any = None
     protected_mode: bool = True
+    #: Called with every unprotected record (a key lookup learns join nonces from them).
+    observer: Callable[[int, bool, bytes], None] | None = None
     _dirs: dict[tuple[int, bool], _Direction] = field(default_factory=dict)
 
     def __call__(self, subflow_id: int, from_client: bool, record: bytes) -> bytes:
@@ -421,6 +447,17 @@ class RecordDecryptor:
         except RecordError:
             return record
         if not is_protected(header.type, header.flags, self.protected_mode):
+            if self.observer is not None:
+                self.observer(subflow_id, from_client, record)
+            if header.type == RecordType.JOIN and from_client:
+                # JOIN SYN: the joining end's data uses the early keys (generation
+                # EARLY) until its JOIN ACK, then the subflow keys from generation 0.
+                d = self._dirs.setdefault((subflow_id, True), _Direction())
+                if d.opener is not None:
+                    d.opener.close()
+                d.opener, d.dead = None, False
+                d.generation = 0 if d.seen_join else EARLY
+                d.seen_join = True
             return record
         d = self._dirs.setdefault((subflow_id, from_client), _Direction())
         if d.dead:
@@ -442,7 +479,7 @@ class RecordDecryptor:
         rec = res.records[0]
         options = bytes(buf[HEADER_LEN:HEADER_LEN + rec.opt_len])
         plaintext = bytes(buf[rec.pt_offset:rec.pt_offset + rec.pt_len])
-        if rec.type == RecordType.KEY_UPDATE:
+        if rec.type == RecordType.KEY_UPDATE and d.generation != EARLY:
             d.generation += 1
             d.opener.close()
             d.opener = None
