@@ -223,6 +223,21 @@ class PathEmulator:
         if line is not None:
             await line.wait_empty()
 
+    async def before_reset(self, ctx: HookContext) -> None:
+        """Called by the relay when a reset arrives: it travels the path like a segment,
+        behind the bytes already in flight, and never through a blackhole."""
+        st = self._state(ctx.flow)
+        if st.dark:
+            await ctx.flow.closed.wait()
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.profile.delay_ms / 1000
+        line = st.lines.get(ctx.direction)
+        if line is not None:
+            await line.wait_empty()
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
+
     async def close(self) -> None:
         tasks = list(self._tasks)
         for t in tasks:

@@ -247,7 +247,12 @@ class Relay:
                 flow.inject(direction, bytes(out))
                 await self._drain_all(flow)
         except (ConnectionError, OSError):
-            # A reset on one side is passed on as a reset to the other, as a NAT would.
+            # A reset on one side is passed on as a reset to the other, as a NAT would;
+            # behind what is still in flight on an emulated path.
+            before_reset = getattr(hook, "before_reset", None)
+            if before_reset is not None:
+                with contextlib.suppress(Exception):
+                    await before_reset(ctx)
             for w in (flow.client_writer, flow.server_writer):
                 with contextlib.suppress(Exception):
                     w.transport.abort()

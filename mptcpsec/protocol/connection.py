@@ -404,7 +404,7 @@ class Connection:
             self._fail(str(exc), error=str(exc))
             return
         self._app_buf += plain
-        if out:
+        if out and sb.fin_dsn is None:  # after our DATA_FIN nothing more can be sent
             sb.write(out)
 
     def close(self) -> None:
@@ -1072,7 +1072,18 @@ class Connection:
 
     def _on_peer_reset(self, sid: int, reason: int) -> None:
         target = self.subflows.get(sid)
-        if target is None or target.state.ended:
+        if target is None:
+            return
+        if target.state.ended:
+            # The subflow's RST may overtake this report on another path: it still says
+            # the path was tampered with (and the pair must not rejoin).
+            if reason != PoisonReason.NONE and target.state is SubflowState.FAILED:
+                self._events.append(SubflowPoisoned(self._now, sid, reason_name(reason),
+                                                    "reported by the peer over a clean "
+                                                    "subflow", reported_by_peer=True))
+                target.state = SubflowState.POISONED
+                target.reason = reason_name(reason)
+                self._block(target)
             return
         if reason != PoisonReason.NONE:
             self._events.append(SubflowPoisoned(self._now, sid, reason_name(reason),
