@@ -30,6 +30,7 @@ setup(
         "cryptography>=42",
         "pynacl>=1.5",
         "matplotlib>=3.7",
+        "rich>=13",
         "pyOpenSSL>=24",
         "scapy>=2.5",
     ],
