@@ -216,6 +216,7 @@ class Connection:
         self._window_sent = 0
         self._ack_sent = 0
         self._ack_deadline: float | None = None
+        self._ack_via: Subflow | None = None  # where the data being acknowledged arrived
         self._fin_sent = False
         self._fin_delivered = False
         self._scheduler = make_scheduler(config.scheduler)
@@ -463,8 +464,10 @@ class Connection:
         deadlines = [d for d in (self._ack_deadline, self.handshake_deadline) if d is not None]
         deadlines += [s.join_deadline for s in self.subflows.values()
                       if s.join_deadline is not None and not s.state.ended]
+        # A DATA_FIN in flight counts as data: its loss must end the path, not hang it.
         deadlines += [s.last_progress + self.config.subflow_timeout
-                      for s in self.subflows.values() if s.inflight and not s.state.ended]
+                      for s in self.subflows.values()
+                      if (s.inflight or s.fin_inflight) and not s.state.ended]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
@@ -482,8 +485,9 @@ class Connection:
                 if sub.state is SubflowState.JOINING:
                     self._end_subflow(sub, SubflowState.FAILED, "join timed out", clean=False,
                                       reset=True)
+                    self._check_alive()  # it may have been the last subflow
         for sub in list(self.subflows.values()):
-            if (sub.inflight and not sub.state.ended
+            if ((sub.inflight or sub.fin_inflight) and not sub.state.ended
                     and now >= sub.last_progress + self.config.subflow_timeout):
                 quiet = self.config.subflow_timeout
                 self._end_subflow(sub, SubflowState.FAILED,
@@ -745,7 +749,8 @@ class Connection:
             token = self.keys.token(Role.SERVER)
             want = join_mac(self.keys.join_key(Role.SERVER), Role.SERVER, token, sub.id,
                             sub.client_nonce, sn)
-            if not verify(want, mac) or not verify(want[:8], join.hmac):
+            if (not verify(want, mac) or not verify(want[:8], join.hmac)
+                    or join.nonce != int.from_bytes(sn[:4], "big")):
                 self._poison(sub, PoisonReason.JOIN_FAILED, "server join MAC mismatch")
                 return
             sub.server_nonce = sn
@@ -882,6 +887,11 @@ class Connection:
         if not self.protected:
             self._plain_handshake(sub, opts)
             return
+        try:  # SPEC section 3: version 1 MP_CAPABLE with H set, SUBFLOW reason 0, no others
+            check_record(RecordType.HANDSHAKE, flags, opts, len(body))
+        except MptcpsecError as exc:
+            self._poison(sub, PoisonReason.MALFORMED_RECORD, str(exc))
+            return
         if self._kx is None:
             if self.role is Role.CLIENT:
                 self._poison(sub, PoisonReason.UNEXPECTED_RECORD, "handshake before start")
@@ -926,7 +936,8 @@ class Connection:
     def _handle_record(self, sub: Subflow, rtype: int, flags: int, opts: bytes,
                        pt: bytes | bytearray) -> None:
         if rtype == RecordType.DATA:
-            if sub.state is not SubflowState.ESTABLISHED and not (
+            # CLOSING: our CLOSE ended our direction only; the peer's may still carry data.
+            if sub.state not in (SubflowState.ESTABLISHED, SubflowState.CLOSING) and not (
                     sub.state is SubflowState.JOINING and sub.early_recv):
                 self._poison(sub, PoisonReason.UNEXPECTED_RECORD,
                              f"DATA on a subflow in state {sub.state.value}")
@@ -1019,9 +1030,9 @@ class Connection:
             return
         if fin:
             self.recvbuf.set_fin(dsn + len(pt))
-            self._queue_ack(force=True)
+            self._queue_ack(force=True, via=sub)
         else:
-            self._queue_ack(force=False)
+            self._queue_ack(force=False, via=sub)
 
     def _on_data_ack(self, data_ack: int) -> None:
         sb = self.sendbuf
@@ -1114,12 +1125,17 @@ class Connection:
             ack = rb.fin_dsn + 1
         return ack & _U64
 
-    def _queue_ack(self, force: bool) -> None:
+    def _queue_ack(self, force: bool, via: Subflow | None = None) -> None:
         if self.recvbuf is None:
             return
+        if via is not None:
+            self._ack_via = via
         pending = self.recvbuf.next_dsn - self._ack_sent
         if force or pending >= self.config.ack_every:
-            best = self._best_subflow()
+            # Acknowledge on the path the data came in on while it is usable: a path that
+            # swallows records then stalls only its own flight, never a clean path's.
+            via = self._ack_via
+            best = via if via is not None and via.usable else self._best_subflow()
             if best is None:
                 return
             edge = self.recvbuf.window_edge
@@ -1223,7 +1239,9 @@ class Connection:
         self._after_seal(sub)
 
     def _after_seal(self, sub: Subflow) -> None:
-        if (self.protected and sub.sealer is not None
+        # Early (0-RTT join) keys are never updated: the peer accepts only data under them,
+        # and the join replaces them with the subflow's keys one round trip later.
+        if (self.protected and sub.sealer is not None and not sub.early_send
                 and sub.sealer.counter >= self.config.update_after):
             self._key_update(sub)
 

@@ -110,9 +110,8 @@ class ServerEndpoint:
             return Rejected(f"first record: {exc}")
 
     def _handshake(self, p: _Pending, opts: bytes, data: bytes, now: float) -> Routed | Rejected:
-        from ..wire.options import decode_options
-
-        decoded = decode_options(opts)
+        # The per-type option rules (SPEC section 3) apply before the record is routed.
+        decoded = check_record(RecordType.HANDSHAKE, 0x01, opts, len(data))
         caps = [o for o in decoded if isinstance(o, MpCapable)]
         subs = [o for o in decoded if isinstance(o, MpsSubflow)]
         if len(caps) != 1 or caps[0].sender_key is None:
