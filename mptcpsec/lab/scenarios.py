@@ -105,6 +105,7 @@ class ScenarioResult:
     samples: list[Sample] = field(default_factory=list)
     attack_time: float | None = None  # seconds from the start
     first_difference: int | None = None  # offset of the first corrupted byte echoed
+    server_error: str | None = None      # why the server's end failed, if it did
 
     def to_dict(self, samples: bool = False) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -195,12 +196,7 @@ async def run_scenario(sc: Scenario, observer: Observer | None = None) -> Scenar
     server: MptcpsecServer | None = None
     proxies: list[Proxy] = []
     stream: MptcpsecStream | None = None
-    payload = os.urandom(sc.nbytes)
-    received = bytearray()
-    samples: list[Sample] = []
-    error: str | None = None
-    outcome = "completed"
-    sent = 0
+    run = EchoRun(os.urandom(sc.nbytes))
     try:
         obs.phase("starting the echo server and one proxy per path")
         server = await serve(_echo, [(host(i), 0) for i in range(sc.paths)], server_cfg,
@@ -225,13 +221,13 @@ async def run_scenario(sc: Scenario, observer: Observer | None = None) -> Scenar
             stream = await connect(paths, client_cfg, trace=tap,  # type: ignore[arg-type]
                                    sink=sink)
         except (MptcpsecError, OSError, asyncio.TimeoutError) as exc:
-            error = f"connect failed: {exc}"
-            outcome = "aborted"
+            run.outcome, run.error = "aborted", f"connect failed: {exc}"
         if stream is not None:
-            await _wait_joined(stream, sc.paths)
+            await wait_joined(stream, sc.paths)
             obs.phase(f"echoing {sc.nbytes:,} bytes")
-            sent, outcome, error = await _transfer(sc, stream, payload, received, samples,
-                                                   obs, t0)
+            run = await echo_transfer(stream, run.payload, chunk=sc.chunk,
+                                      stall_timeout=sc.stall_timeout,
+                                      sample_interval=sc.sample_interval, observer=obs, t0=t0)
     finally:
         stats = stream.subflow_stats() if stream is not None else []
         if stream is not None:
@@ -244,24 +240,12 @@ async def run_scenario(sc: Scenario, observer: Observer | None = None) -> Scenar
                 await asyncio.wait_for(server.wait_closed(), 2)
         if sink is not None:
             sink.close()
-    kx = next((e["key_exchange"] for e in events if e["event"] == HandshakeCompleted.kind),
-              sc.key_exchange if sc.mode == "mptcpsec" else "none")
-    h_sent = hashlib.sha256(payload[:sent]).hexdigest()
-    h_back = hashlib.sha256(received).hexdigest()
-    strikes = [s.to_dict() for p in proxies for s in p.strikes]
-    res = ScenarioResult(
-        mode=sc.mode, key_exchange=kx,
-        attack=sc.attack.describe() if sc.attack else None,
-        attack_path=sc.attack_path if sc.attack else None,
-        bytes_sent=sent, bytes_echoed=len(received), sha256_sent=h_sent,
-        sha256_echoed=h_back, intact=sent == sc.nbytes and h_sent == h_back,
-        outcome=outcome, error=error,
-        detected=any(e["event"] == SubflowPoisoned.kind for e in events),
-        duration_s=round(loop.time() - t0, 3), subflows=stats, events=events,
-        strikes=strikes, samples=samples,
-        attack_time=round(strike_times[0], 4) if strike_times else None,
-        first_difference=first_difference(payload[:sent], received))
-    return res
+    return make_result(sc.mode, sc.key_exchange, run, subflows=stats, events=events,
+                       duration=loop.time() - t0,
+                       attack=sc.attack.describe() if sc.attack else None,
+                       attack_path=sc.attack_path if sc.attack else None,
+                       strikes=[s.to_dict() for p in proxies for s in p.strikes],
+                       attack_time=strike_times[0] if strike_times else None)
 
 
 def first_difference(a: bytes | bytearray, b: bytes | bytearray, block: int = 65536) -> int | None:
@@ -274,7 +258,7 @@ def first_difference(a: bytes | bytearray, b: bytes | bytearray, block: int = 65
     return None
 
 
-async def _wait_joined(stream: MptcpsecStream, paths: int, timeout: float = 5.0) -> bool:
+async def wait_joined(stream: MptcpsecStream, paths: int, timeout: float = 5.0) -> bool:
     """Let the joins finish first, so that every path carries its share from the start."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -287,65 +271,104 @@ async def _wait_joined(stream: MptcpsecStream, paths: int, timeout: float = 5.0)
     return False
 
 
-async def _transfer(sc: Scenario, stream: MptcpsecStream, payload: bytes,
-                    received: bytearray, samples: list[Sample], obs: Observer,
-                    t0: float) -> tuple[int, str, str | None]:
+@dataclass
+class EchoRun:
+    """What one echo transfer did (``echo_transfer``)."""
+
+    payload: bytes
+    sent: int = 0
+    received: bytearray = field(default_factory=bytearray)
+    outcome: str = "completed"
+    error: str | None = None
+    samples: list[Sample] = field(default_factory=list)
+
+
+async def echo_transfer(stream: MptcpsecStream, payload: bytes, *, chunk: int = 64 * 1024,
+                        stall_timeout: float = 15.0, sample_interval: float = 0.1,
+                        observer: Observer | None = None, t0: float | None = None) -> EchoRun:
+    """Write ``payload``, then DATA_FIN; read the echo until EOF, an error or a stall."""
     loop = asyncio.get_running_loop()
-    state = {"sent": 0, "last": loop.time()}
+    obs = observer or Observer()
+    t0 = loop.time() if t0 is None else t0
+    run = EchoRun(payload)
+    state = {"last": loop.time()}
 
     async def writer() -> None:
-        for i in range(0, len(payload), sc.chunk):
-            stream.write(payload[i:i + sc.chunk])
-            state["sent"] = min(len(payload), i + sc.chunk)
+        for i in range(0, len(payload), chunk):
+            stream.write(payload[i:i + chunk])
+            run.sent = min(len(payload), i + chunk)
             await stream.drain()
         stream.close()
 
     async def reader() -> None:
         while data := await stream.read(1 << 16):
-            received.extend(data)
+            run.received.extend(data)
             state["last"] = loop.time()
 
     def sample() -> None:
         stats = stream.subflow_stats()
-        s = Sample(round(loop.time() - t0, 4), state["sent"], len(received),
+        s = Sample(round(loop.time() - t0, 4), run.sent, len(run.received),
                    {int(st["id"]): int(st["bytes_sent"]) + int(st["bytes_received"])
                     for st in stats})
-        samples.append(s)
+        run.samples.append(s)
         obs.progress(s, stats)
 
     async def sampler() -> None:
         while True:
             sample()
-            await asyncio.sleep(sc.sample_interval)
+            await asyncio.sleep(sample_interval)
 
     wt = loop.create_task(writer())
     rt = loop.create_task(reader())
     st = loop.create_task(sampler())
-    outcome, error = "completed", None
     try:
         while not rt.done():
             await asyncio.wait([rt], timeout=0.25)
-            if loop.time() - state["last"] > sc.stall_timeout and not rt.done():
-                outcome = "stalled"
-                error = f"nothing echoed for {sc.stall_timeout:.0f} s"
+            if loop.time() - state["last"] > stall_timeout and not rt.done():
+                run.outcome = "stalled"
+                run.error = f"nothing echoed for {stall_timeout:.0f} s"
                 break
-        if rt.done() and rt.exception() is not None:
-            outcome, error = "aborted", str(rt.exception())
+        if rt.done() and not rt.cancelled() and rt.exception() is not None:
+            run.outcome, run.error = "aborted", str(rt.exception())
     finally:
         for t in (wt, rt, st):
             t.cancel()
         await asyncio.gather(wt, rt, st, return_exceptions=True)
         sample()
-    if outcome == "completed":
-        error = stream.error
-        if error is not None:
-            outcome = "aborted"
-        elif len(received) < state["sent"]:
-            outcome, error = "aborted", "the echo ended early"
+    if run.outcome == "completed":
+        run.error = stream.error
+        if run.error is not None:
+            run.outcome = "aborted"
+        elif len(run.received) < run.sent:
+            run.outcome, run.error = "aborted", "the echo ended early"
         else:
             with contextlib.suppress(MptcpsecError, asyncio.TimeoutError):
                 await stream.wait_closed(3)
-    return state["sent"], outcome, error
+    return run
+
+
+def make_result(mode: str, key_exchange: str, run: EchoRun, *, subflows: list[dict[str, Any]],
+                events: list[dict[str, Any]], duration: float, attack: str | None = None,
+                attack_path: int | None = None, strikes: list[dict[str, Any]] | None = None,
+                attack_time: float | None = None) -> ScenarioResult:
+    """The summary ``--json`` prints, for the demo and for ``connect --verify`` alike."""
+    kx = next((e["key_exchange"] for e in events if e["event"] == HandshakeCompleted.kind),
+              key_exchange if mode == "mptcpsec" else "none")
+    h_sent = hashlib.sha256(run.payload[:run.sent]).hexdigest()
+    h_back = hashlib.sha256(run.received).hexdigest()
+    server_error = next((e["error"] for e in events if e["side"] == "server"
+                         and e["event"] == "connection_terminated" and e["error"]), None)
+    return ScenarioResult(
+        mode=mode, key_exchange=kx, attack=attack, attack_path=attack_path,
+        bytes_sent=run.sent, bytes_echoed=len(run.received), sha256_sent=h_sent,
+        sha256_echoed=h_back, intact=run.sent == len(run.payload) and h_sent == h_back,
+        outcome=run.outcome, error=run.error,
+        detected=any(e["event"] == SubflowPoisoned.kind for e in events),
+        duration_s=round(duration, 3), subflows=subflows, events=events,
+        strikes=strikes or [], samples=run.samples,
+        attack_time=round(attack_time, 4) if attack_time is not None else None,
+        first_difference=first_difference(run.payload[:run.sent], run.received),
+        server_error=server_error)
 
 
 def run(sc: Scenario, observer: Observer | None = None) -> ScenarioResult:
