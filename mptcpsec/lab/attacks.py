@@ -114,7 +114,7 @@ class AttackSpec:
         what = self.kind if self.kind != "bitflip-option" else \
             f"bitflip-option {self.option}.{self.field}"
         when = (f"after {self.after_records} records" if self.after_records is not None
-                else f"after {self.after_bytes} bytes")
+                else f"after {self.after_bytes:,} bytes")
         return f"{what} {self.direction} {when}"
 
 

@@ -197,8 +197,7 @@ class Relay:
             return
         try:
             up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(*self.upstream, limit=self.chunk_size),
-                self.connect_timeout)
+                self._open_upstream(), self.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             log.info("%s: upstream %s unreachable: %s", self.name, self.upstream, exc)
             writer.close()
@@ -210,6 +209,16 @@ class Relay:
         pumps = [self._spawn(self._pump(flow, Direction.C2S, reader)),
                  self._spawn(self._pump(flow, Direction.S2C, up_reader))]
         self._spawn(self._reap(flow, pumps))
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        # From the listening address when there is one, so the server sees each path
+        # come from its own address (as it would without the relay).
+        host = self.listen[0]
+        if host and host not in ("0.0.0.0", "::"):
+            with contextlib.suppress(OSError):
+                return await asyncio.open_connection(*self.upstream, limit=self.chunk_size,
+                                                     local_addr=(host, 0))
+        return await asyncio.open_connection(*self.upstream, limit=self.chunk_size)
 
     async def _reap(self, flow: Flow, pumps: list[asyncio.Task[None]]) -> None:
         try:

@@ -56,7 +56,7 @@ class Scenario:
     chunk: int = 64 * 1024
     #: give up when nothing was echoed for this long (a stalled transfer)
     stall_timeout: float = 15.0
-    sample_interval: float = 0.1
+    sample_interval: float = 0.05
     pcap: str | None = None
     trace: str | None = None
 
