@@ -1235,6 +1235,8 @@ class Connection:
         sub.send_space = max(0, sub.send_space - len(wire))
         sub.records_sent += nrec
         sub.bytes_sent += len(data)
+        if not sub.inflight and not sub.fin_inflight:
+            sub.last_progress = self._now  # an idle path's progress clock starts now
         sub.inflight.append(Range(dsn, dsn + len(data)))
         self._after_seal(sub)
 
@@ -1263,6 +1265,8 @@ class Connection:
         if best is None:
             return
         best.control.append(data_spec(sb.fin_dsn, b"", self._ack_value(), data_fin=True))
+        if not best.inflight:
+            best.last_progress = self._now  # an idle path's progress clock starts now
         best.fin_inflight = True
         self._fin_sent = True
         if self.state is ConnectionState.ESTABLISHED:
