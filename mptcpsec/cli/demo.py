@@ -192,11 +192,12 @@ def _print_verdicts(results: list[Any], args: argparse.Namespace, rich_out: bool
     h = headline(r)
     console.print(f"\n[bold]verdict[/] ({r.mode}, key exchange {r.key_exchange}, "
                   f"{r.duration_s:.2f} s)")
-    console.print(f"  sha256 sent   {r.sha256_sent}  ({r.bytes_sent:,} bytes)")
-    console.print(f"  sha256 echoed {r.sha256_echoed}  ({r.bytes_echoed:,} bytes)")
+    console.print(f"  sha256 sent   {r.sha256_sent}")
+    console.print(f"  sha256 echoed {r.sha256_echoed}")
+    console.print(f"  {r.bytes_echoed:,} of {r.bytes_sent:,} bytes echoed")
     for s in r.subflows:
         reason = f": {s['reason']}" if s["reason"] and s["state"] != "closed" else ""
-        console.print(f"  subflow {s['id']} {s['local']} -> {s['remote']}: {s['state']}{reason}, "
-                      f"{int(s['bytes_sent']):,} bytes sent, "
-                      f"{int(s['reinjected_bytes']):,} re-sent elsewhere")
+        console.print(f"  subflow {s['id']} ({str(s['local']).rpartition(':')[0]} -> "
+                      f"{s['remote']}) {s['state']}{reason}; sent {int(s['bytes_sent']):,} "
+                      f"bytes, {int(s['reinjected_bytes']):,} of them re-sent elsewhere")
     console.print(f"  [{colour.get(h, '')}]{h}[/] - {explanation(r)}")

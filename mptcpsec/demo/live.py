@@ -167,21 +167,24 @@ class LiveView(Observer):
             (f"{sc.attack.describe()} on path {sc.attack_path}" if sc.attack else "none",
              "magenta"), "\n", (self.phase_text, "dim"))
         rates = self._rates()
-        table = Table(expand=True, box=None, pad_edge=False)
-        for col in ("subflow", "path", "state", "Mbit/s", "bytes", "re-sent"):
-            table.add_column(col, justify="right" if col in ("Mbit/s", "bytes", "re-sent")
-                             else "left")
+        table = Table(box=None, pad_edge=False)
+        table.add_column("id", no_wrap=True)
+        table.add_column("path", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        for col in ("Mbit/s", "bytes", "re-sent"):
+            table.add_column(col, justify="right", no_wrap=True, min_width=7)
         for s in self.stats:
             state = str(s["state"])
             style = {"established": "green", "poisoned": "bold red", "failed": "yellow",
                      "closed": "dim"}.get(state, "")
             sid = int(s["id"])
-            rate = rates.get(sid, 0.0)
-            table.add_row(str(sid), f"{s['local']} -> {s['remote']}",
-                          Text(state + (f" ({s['reason']})" if s["reason"] and
-                                        state != "closed" else ""), style=style),
-                          f"{rate:7.1f}", f"{int(s['bytes_sent']) + int(s['bytes_received']):,}",
-                          f"{int(s['reinjected_bytes']):,}")
+            host = str(s["local"]).rpartition(":")[0]
+            remote = str(s["remote"]).rpartition(":")[0]
+            why = f" ({s['reason']})" if state == "poisoned" and s["reason"] else ""
+            moved = int(s["bytes_sent"]) + int(s["bytes_received"])
+            table.add_row(str(sid), f"{host} -> {remote}", Text(state + why, style=style),
+                          f"{rates.get(sid, 0.0):.1f}", f"{moved / 1e6:.1f} MB",
+                          f"{int(s['reinjected_bytes']) / 1e6:.1f} MB")
         last = self.samples[-1] if self.samples else None
         sent = last.sent if last else 0
         echoed = last.echoed if last else 0

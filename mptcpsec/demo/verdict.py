@@ -52,20 +52,20 @@ def explanation(res: ScenarioResult) -> str:
 
 def table_row(res: ScenarioResult) -> dict[str, str]:
     """One row of the ``--compare`` table."""
-    if res.mode == "mptcpsec":
+    if res.attack and not res.strikes:
+        reaction = "(the attack never fired)"
+    elif res.mode == "mptcpsec":
         reaction = "poisoned subflow dropped" if res.detected else (
             "path dropped" if res.strikes else "-")
     elif res.mode == "tls-over-plain":
-        reaction = "whole connection aborted" if res.outcome == "aborted" else "none"
+        reaction = "connection aborted" if res.outcome == "aborted" else "none"
     else:
-        reaction = "none (unnoticed)" if res.strikes else "-"
+        reaction = "none" if res.strikes else "-"
+    detected = res.detected or (res.mode == "tls-over-plain" and res.outcome == "aborted")
     return {
         "mode": res.mode,
-        "attack fired": "yes" if res.strikes else "no",
-        "detected": "yes" if res.detected or (res.mode == "tls-over-plain"
-                                               and res.outcome == "aborted") else "no",
+        "detected": "yes" if detected else "no",
         "reaction": reaction,
-        "echoed": f"{res.bytes_echoed:,} / {res.bytes_sent:,}",
-        "outcome": res.outcome,
+        "echoed": f"{res.bytes_echoed / 1e6:.1f} of {res.bytes_sent / 1e6:.1f} MB",
         "data": headline(res),
     }
