@@ -227,7 +227,8 @@ class TlsKeyExchange:
         self._received += len(message)
         if self._received > MAX_HANDSHAKE_BYTES:
             return self._fail(f"tls: peer sent over {MAX_HANDSHAKE_BYTES} handshake bytes")
-        self._conn.bio_write(bytes(message))
+        if message:  # OpenSSL refuses an empty write; an empty piece carries nothing anyway
+            self._conn.bio_write(bytes(message))
         return self._advance()
 
     def close(self) -> None:
