@@ -181,6 +181,28 @@ def _fast_dss(opts: bytes) -> tuple[int | None, int, int, bool, int] | None:
     return data_ack, dsn, dlen, bool(flags & 0x10), want
 
 
+#: The options of every DATA record we send: DSS (64-bit DATA_ACK and DSN, SSN 0, no
+#: checksum) then WINDOW. Parsed with one unpack; any other layout takes the general path.
+_DATA_OPTS = struct.Struct("!BBBBQQIHBBBBQ")
+_DATA_OPTS_FIXED = (30, 26, 0x20, 0, 30, 12, 0xF1, 0)  # kinds, lengths, subtypes, SSN, reserved
+
+
+def _fast_data_opts(opts: bytes) -> tuple[int, int, int, bool, int] | None:
+    """(data_ack, dsn, data_len, data_fin, window_edge) of the canonical layout, or None."""
+    if len(opts) != _DATA_OPTS.size:
+        return None
+    k, ln, st, flags, ack, dsn, ssn, dlen, k2, ln2, st2, res2, edge = _DATA_OPTS.unpack(opts)
+    if (k, ln, st, ssn, k2, ln2, st2, res2) != _DATA_OPTS_FIXED or flags not in (0x0F, 0x1F):
+        return None
+    return ack, dsn, dlen, flags == 0x1F, edge
+
+
+#: The options of every acknowledgement we send in a CONTROL record: a 64-bit DATA_ACK
+#: (DSS without mapping) then WINDOW.
+_ACK_OPTS = struct.Struct("!BBBBQBBBBQ")
+_ACK_OPTS_FIXED = (30, 12, 0x20, 0x03, 30, 12, 0xF1, 0)
+
+
 class Connection:
     """One multipath connection, client or server role."""
 
@@ -942,11 +964,16 @@ class Connection:
                 self._poison(sub, PoisonReason.UNEXPECTED_RECORD,
                              f"DATA on a subflow in state {sub.state.value}")
                 return
-            fast = _fast_dss(opts)
-            if fast is not None and fast[4] == len(opts) and fast[2] == len(pt) + fast[3] and (
+            edge: int | None = None
+            fastw = _fast_data_opts(opts)
+            fast = _fast_dss(opts) if fastw is None else None
+            if fastw is not None and fastw[2] == len(pt) + fastw[3] and (len(pt) or fastw[3]):
+                data_ack, dsn, _, fin, edge = fastw
+                extra: list[MptcpOption] = []
+            elif fast is not None and fast[4] == len(opts) and fast[2] == len(pt) + fast[3] and (
                     len(pt) or fast[3]):
                 data_ack, dsn, _, fin, _ = fast
-                extra: list[MptcpOption] = []
+                extra = []
             else:
                 try:
                     decoded = check_record(rtype, flags, opts, len(pt))
@@ -962,9 +989,19 @@ class Connection:
             self._on_data(sub, dsn, pt, fin)
             if data_ack is not None:
                 self._on_data_ack(data_ack)
+            if edge is not None and edge > self._peer_window_edge:
+                self._peer_window_edge = edge  # as _on_signal does for a WINDOW option
             for o in extra:
                 self._on_signal(sub, o)
             return
+        if (rtype == RecordType.CONTROL and not flags and not pt
+                and len(opts) == _ACK_OPTS.size):
+            k, ln, st, fl, ack, k2, ln2, st2, res2, edge = _ACK_OPTS.unpack(opts)
+            if (k, ln, st, fl, k2, ln2, st2, res2) == _ACK_OPTS_FIXED:
+                self._on_data_ack(ack)  # what the general path below does, in its order
+                if edge > self._peer_window_edge:
+                    self._peer_window_edge = edge
+                return
         try:
             decoded = check_record(rtype, flags, opts, len(pt))
         except MptcpsecError as exc:
@@ -1024,7 +1061,7 @@ class Connection:
         if sub.early_recv:
             self.early_data_received += len(pt)
         try:
-            self.recvbuf.receive(dsn, bytes(pt))
+            self.recvbuf.receive(dsn, pt)  # pt is already a copy out of the receive buffer
         except ValueError as exc:
             self._poison(sub, PoisonReason.MALFORMED_RECORD, str(exc))
             return
@@ -1231,7 +1268,10 @@ class Connection:
                 opts[len_off:len_off + 2] = len(piece).to_bytes(2, "big")
                 wire += build_record(RecordType.DATA, 0, bytes(opts), piece)
                 nrec += 1
-        sub.out += wire
+        if sub.out:
+            sub.out += wire
+        else:
+            sub.out = wire  # a fresh buffer of ours: no copy needed
         sub.send_space = max(0, sub.send_space - len(wire))
         sub.records_sent += nrec
         sub.bytes_sent += len(data)

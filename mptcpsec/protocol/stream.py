@@ -8,6 +8,7 @@ window and drops duplicates, so re-injected data is delivered exactly once.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -31,8 +32,11 @@ class SendBuffer:
     """
 
     def __init__(self, initial_dsn: int, limit: int) -> None:
-        self.base = initial_dsn  # DSN of _buf[0]: the peer's DATA_ACK
+        self.base = initial_dsn  # the peer's DATA_ACK: bytes before it are released
         self._buf = bytearray()
+        # DSN of _buf[0]. Acknowledged bytes are cut off the front only once they are half
+        # the buffer: cutting on every ACK made each later append copy the whole buffer.
+        self._buf_dsn = initial_dsn
         self.next_dsn = initial_dsn  # first DSN never sent yet
         self.limit = limit
         self._reinject: list[Range] = []  # ranges to send again, in DSN order
@@ -41,16 +45,16 @@ class SendBuffer:
     @property
     def end(self) -> int:
         """DSN after the last byte written."""
-        return self.base + len(self._buf)
+        return self._buf_dsn + len(self._buf)
 
     @property
     def unacked(self) -> int:
-        return len(self._buf)
+        return self.end - self.base
 
     @property
     def writable(self) -> int:
         """Bytes the application may still write before it is pushed back."""
-        return max(0, self.limit - len(self._buf))
+        return max(0, self.limit - self.unacked)
 
     @property
     def unsent(self) -> int:
@@ -80,8 +84,14 @@ class SendBuffer:
         if data_ack <= self.base or data_ack > limit:
             return 0
         acked = min(data_ack, self.end) - self.base
-        del self._buf[:acked]
         self.base += acked
+        dead = self.base - self._buf_dsn
+        if dead == len(self._buf):
+            self._buf = bytearray()
+            self._buf_dsn = self.base
+        elif dead >= len(self._buf) // 2:
+            del self._buf[:dead]
+            self._buf_dsn = self.base
         self._reinject = [Range(max(r.start, self.base), r.end) for r in self._reinject
                           if r.end > self.base]
         return acked
@@ -121,31 +131,41 @@ class SendBuffer:
                 self._reinject.pop(0)
             else:
                 self._reinject[0] = Range(end, r.end)
-            return start, bytes(self._buf[start - self.base:end - self.base])
+            return start, self._slice(start, end)
         if self.next_dsn < self.end:
             start = self.next_dsn
             end = min(self.end, start + max_len)
             self.next_dsn = end
-            return start, bytes(self._buf[start - self.base:end - self.base])
+            return start, self._slice(start, end)
         return None
 
     def peek(self, start: int, end: int) -> bytes:
         """Bytes of [start, end) still held (for redundant scheduling)."""
         start = max(start, self.base)
-        return bytes(self._buf[start - self.base:max(start, end) - self.base])
+        return self._slice(start, max(start, end))
+
+    def _slice(self, start: int, end: int) -> bytes:
+        """Bytes of [start, end) (held DSNs), copied once."""
+        with memoryview(self._buf) as view:
+            return bytes(view[start - self._buf_dsn:end - self._buf_dsn])
 
 
 class ReassemblyBuffer:
     """In-order delivery from out-of-order, possibly duplicated DSN ranges.
 
     Only data inside [delivered, delivered + window) is kept, so memory is bounded by the
-    window whatever a peer sends.
+    window whatever a peer sends. In-order data is kept as the chunks it arrived in (the
+    buffer takes ownership of what `receive` is given) and copied once, when it is read.
     """
 
     def __init__(self, initial_dsn: int, window: int) -> None:
         self.next_dsn = initial_dsn  # first DSN not yet contiguous
         self.window = window
-        self._ready = bytearray()  # contiguous bytes not yet read by the application
+        # Contiguous bytes not yet read by the application: chunks, the first one read up
+        # to _ready_off, _ready_len bytes in all.
+        self._ready: deque[bytes | bytearray | memoryview] = deque()
+        self._ready_off = 0
+        self._ready_len = 0
         self._starts: list[int] = []  # out-of-order segments, sorted, non-overlapping
         self._segs: dict[int, bytes] = {}
         self._ooo_bytes = 0
@@ -154,11 +174,11 @@ class ReassemblyBuffer:
 
     @property
     def readable(self) -> int:
-        return len(self._ready)
+        return self._ready_len
 
     @property
     def buffered(self) -> int:
-        return len(self._ready) + self._ooo_bytes
+        return self._ready_len + self._ooo_bytes
 
     @property
     def free_window(self) -> int:
@@ -168,11 +188,11 @@ class ReassemblyBuffer:
     @property
     def window_edge(self) -> int:
         """First DSN beyond what the receiver accepts now."""
-        return self.next_dsn + self.window - len(self._ready)
+        return self.next_dsn + self.window - self._ready_len
 
     @property
     def at_eof(self) -> bool:
-        return self.fin_dsn is not None and self.next_dsn >= self.fin_dsn and not self._ready
+        return self.fin_dsn is not None and self.next_dsn >= self.fin_dsn and not self._ready_len
 
     def receive(self, dsn: int, data: bytes) -> int:
         """Add a mapped range; returns the bytes that became newly in order.
@@ -194,7 +214,7 @@ class ReassemblyBuffer:
             self._store(dsn, data)
             return 0
         before = self.next_dsn
-        self._ready += data
+        self._append(data)
         self.next_dsn = end
         self._drain_segments()
         return self.next_dsn - before
@@ -232,7 +252,7 @@ class ReassemblyBuffer:
             self._ooo_bytes -= len(piece)
             end = s + len(piece)
             if end > self.next_dsn:
-                self._ready += piece[self.next_dsn - s:]
+                self._append(piece if s == self.next_dsn else piece[self.next_dsn - s:])
                 self.duplicates += self.next_dsn - s
                 self.next_dsn = end
             else:
@@ -241,8 +261,28 @@ class ReassemblyBuffer:
     def set_fin(self, dsn: int) -> None:
         self.fin_dsn = dsn
 
+    def _append(self, data: bytes | bytearray | memoryview) -> None:
+        if data:
+            self._ready.append(data)
+            self._ready_len += len(data)
+
     def read(self, max_bytes: int = -1) -> bytes:
-        n = len(self._ready) if max_bytes < 0 else min(max_bytes, len(self._ready))
-        out = bytes(self._ready[:n])
-        del self._ready[:n]
-        return out
+        n = self._ready_len if max_bytes < 0 else min(max_bytes, self._ready_len)
+        if n <= 0:
+            return b""
+        parts: list[bytes | bytearray | memoryview] = []
+        need = n
+        while need:
+            chunk = self._ready[0]
+            avail = len(chunk) - self._ready_off
+            if avail <= need:
+                parts.append(memoryview(chunk)[self._ready_off:] if self._ready_off else chunk)
+                self._ready.popleft()
+                self._ready_off = 0
+                need -= avail
+            else:
+                parts.append(memoryview(chunk)[self._ready_off:self._ready_off + need])
+                self._ready_off += need
+                need = 0
+        self._ready_len -= n
+        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
