@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install build test demo bench lint check-prereqs clean sanitize
+.PHONY: install build test demo bench lint check-prereqs clean sanitize fuzz tamper-full soak
 
 # A new virtual environment whenever none exists.
 $(PY):
@@ -46,4 +46,22 @@ clean:
 
 # The C core under AddressSanitizer and UndefinedBehaviorSanitizer, on the crypto and wire tests.
 sanitize: $(STAMP)
-	PY=$(abspath $(PY)) ./csrc/sanitize.sh tests/crypto $(wildcard tests/wire)
+	PY=$(abspath $(PY)) ./csrc/sanitize.sh tests/crypto $(wildcard tests/wire) \
+		tests/adversarial/test_tamper_matrix.py \
+		tests/adversarial/test_fuzz_smoke.py::test_target_on_seeds_and_random_inputs
+
+# The full tamper matrix: every AEAD algorithm on the sans-I/O bench, every field of every
+# record class on real sockets (make test runs all cells once and a real-socket subset).
+tamper-full: $(STAMP)
+	MPTCPSEC_TAMPER_FULL=1 $(PY) -m pytest -q tests/adversarial/test_tamper_matrix.py \
+		tests/adversarial/test_tamper_wire.py
+
+# Coverage-guided fuzzing (atheris) of every target in fuzz/, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 120
+fuzz: $(STAMP)
+	@$(PY) -c "import atheris" 2>/dev/null || $(PIP) install --quiet atheris
+	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS)
+
+# 100 connections x 2 paths for 60 s over paths that fail and come back; RSS over time.
+soak: $(STAMP)
+	$(PY) -m mptcpsec.lab.soak soak --connections 100 --duration 60
