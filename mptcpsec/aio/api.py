@@ -267,7 +267,9 @@ class MptcpsecServer:
     def _pending_data(self, proto: SubflowProtocol, data: bytes) -> None:
         if self.sink is not None:
             proto.prefix += data  # bounded by the endpoint: one first record
-        result = self.endpoint.receive(proto, data, self._loop.time())
+        self._route(proto, self.endpoint.receive(proto, data, self._loop.time()))
+
+    def _route(self, proto: SubflowProtocol, result: Routed | Rejected | None) -> None:
         if result is None:
             return
         if isinstance(result, Rejected):
@@ -295,10 +297,17 @@ class MptcpsecServer:
             task = self._loop.create_task(self._run_handler(driver))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            self._loop.call_soon(self._retry_parked)
         elif isinstance(event, ConnectionTerminated):
             if event.error is not None:
                 self._loop.call_soon(driver.shutdown)
             self._loop.call_soon(self.drivers.pop, id(driver.conn), None)
+
+    def _retry_parked(self) -> None:
+        """JOINs that arrived before their connection's handshake completed."""
+        for proto, result in self.endpoint.retry_parked(self._loop.time()):
+            assert isinstance(proto, SubflowProtocol)
+            self._route(proto, result)
 
     async def _run_handler(self, driver: ConnectionDriver) -> None:
         stream = MptcpsecStream(driver)

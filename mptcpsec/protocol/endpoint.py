@@ -60,6 +60,9 @@ class ServerEndpoint:
         self.max_pending = max_pending
         self.max_connections = max_connections
         self._pending: dict[Hashable, _Pending] = {}
+        #: JOINs that may have overtaken the last handshake message of their connection
+        #: on another path: (pending, decoded options, body, bytes after the record).
+        self._parked: dict[Hashable, tuple[_Pending, list, bytes, bytearray]] = {}
         self._by_hid: dict[int, Connection] = {}
         self._by_token: dict[int, Connection] = {}
         self.refused: list[JoinRefused] = []
@@ -72,16 +75,24 @@ class ServerEndpoint:
     def accept(self, handle: Hashable, local: Address, remote: Address, now: float) -> bool:
         """A socket was accepted; False means refuse it (too many pending)."""
         self.forget_ended()
-        if len(self._pending) >= self.max_pending:
+        if len(self._pending) + len(self._parked) >= self.max_pending:
             return False
         self._pending[handle] = _Pending(local, remote, now + self.config.handshake_timeout)
         return True
 
     def drop(self, handle: Hashable) -> None:
         self._pending.pop(handle, None)
+        self._parked.pop(handle, None)
 
     def receive(self, handle: Hashable, data: bytes, now: float) -> Routed | Rejected | None:
         """Bytes on a pending socket; None while its first record is incomplete."""
+        parked = self._parked.get(handle)
+        if parked is not None:
+            parked[3].extend(data)
+            if len(parked[3]) > self.config.receive_window:
+                del self._parked[handle]
+                return Rejected("too much data behind a JOIN waiting for its connection")
+            return None
         p = self._pending.get(handle)
         if p is None:
             return Rejected("unknown socket")
@@ -104,7 +115,8 @@ class ServerEndpoint:
         try:
             if header.type == RecordType.JOIN:
                 decoded = check_record(header.type, header.flags, opts, len(body))
-                return self._join(p, decoded, body, bytes(p.buf[header.record_len:]), now)
+                return self._join(handle, p, decoded, body,
+                                  bytearray(p.buf[header.record_len:]), now)
             return self._handshake(p, opts, bytes(p.buf), now)
         except MptcpsecError as exc:
             return Rejected(f"first record: {exc}")
@@ -139,14 +151,21 @@ class ServerEndpoint:
         conn.receive(path, data, now)
         return Routed(conn, path, new)
 
-    def _join(self, p: _Pending, decoded: list, body: bytes, rest: bytes,
-              now: float) -> Routed | Rejected:
+    def _join(self, handle: Hashable, p: _Pending, decoded: list, body: bytes,
+              rest: bytearray, now: float) -> Routed | Rejected | None:
         syn = decoded[0]
         if not isinstance(syn, MpJoinSyn):
             return Rejected("first JOIN record is not an MP_JOIN SYN")
         sid = next(o.subflow_id for o in decoded if isinstance(o, MpsSubflow))
         self._index_tokens()
         conn = self._by_token.get(syn.token)
+        if conn is None and now < p.deadline and any(
+                c.state is ConnectionState.HANDSHAKE for c in self._by_hid.values()):
+            # The client may have sent this JOIN as its key exchange completed, and it
+            # overtook the last handshake message on a slower path: wait (until the
+            # pending deadline) for a handshake to complete, then route it again.
+            self._parked[handle] = (p, decoded, body, rest)
+            return None
         if conn is None or conn.ended:
             return self._refuse(f"unknown token {syn.token:#010x}", p, now)
         try:
@@ -158,8 +177,21 @@ class ServerEndpoint:
             del conn.subflows[sid]
             return self._refuse(reason, p, now, conn)
         if rest:
-            conn.receive(sid, rest, now)
+            conn.receive(sid, bytes(rest), now)
         return Routed(conn, sid, False)
+
+    def retry_parked(self, now: float) -> list[tuple[Hashable, Routed | Rejected]]:
+        """Route parked JOINs again (call when a connection completed its handshake)."""
+        parked, self._parked = self._parked, {}
+        out: list[tuple[Hashable, Routed | Rejected]] = []
+        for handle, (p, decoded, body, rest) in parked.items():
+            try:
+                result = self._join(handle, p, decoded, body, rest, now)
+            except MptcpsecError as exc:
+                result = Rejected(f"first record: {exc}")
+            if result is not None:
+                out.append((handle, result))
+        return out
 
     def _refuse(self, reason: str, p: _Pending, now: float,
                 conn: Connection | None = None) -> Rejected:
@@ -191,7 +223,10 @@ class ServerEndpoint:
         out = [h for h, p in self._pending.items() if now >= p.deadline]
         for h in out:
             del self._pending[h]
-        return out
+        late = [h for h, (p, *_) in self._parked.items() if now >= p.deadline]
+        for h in late:
+            del self._parked[h]
+        return out + late
 
     def next_deadline(self) -> float | None:
         return min((p.deadline for p in self._pending.values()), default=None)
