@@ -15,10 +15,20 @@ import pytest
 CMD = [sys.executable, "-m", "mptcpsec"]
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_port(host: str = "127.0.0.1", also: tuple[str, ...] = ("127.0.0.2",)) -> int:
+    """A port free on ``host`` and on every address in ``also`` (at this moment)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        try:
+            for other in also:
+                with socket.socket() as t:
+                    t.bind((other, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no common free port")
 
 
 def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None,
@@ -27,14 +37,21 @@ def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None,
                           env={**os.environ, **(env or {})}, input=input)
 
 
-def wait_listening(host: str, port: int, timeout: float = 15.0) -> None:
+def wait_listening(host: str, port: int, timeout: float = 15.0,
+                   proc: subprocess.Popen[str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ProcessExited(proc.stderr.read() if proc.stderr else "")
         with socket.socket() as s:
             if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port}")
+
+
+class ProcessExited(RuntimeError):
+    """The server process ended before it listened (e.g. the port was taken meanwhile)."""
 
 
 class Processes:
@@ -48,6 +65,23 @@ class Processes:
                              text=True, env={**os.environ, **(env or {})})
         self.procs.append(p)
         return p
+
+    def serve(self, *extra: str, hosts: tuple[str, ...] = ("127.0.0.1", "127.0.0.2"),
+              env: dict[str, str] | None = None,
+              port: int | None = None) -> tuple[subprocess.Popen[str], int]:
+        """`mptcpsec serve --once --json` on ``hosts``; a fresh port if one was taken."""
+        for _ in range(5):
+            p = port or free_port(hosts[0], hosts[1:])
+            args = [a for h in hosts for a in ("--listen", f"{h}:{p}")]
+            proc = self.start("serve", *args, "--once", "--json", *extra, env=env)
+            try:
+                for h in hosts:
+                    wait_listening(h, p, proc=proc)
+                return proc, p
+            except ProcessExited as exc:
+                if port is not None or "cannot listen" not in str(exc):
+                    raise
+        raise RuntimeError("could not start a server")
 
     @staticmethod
     def interrupt(p: subprocess.Popen[str], timeout: float = 10) -> tuple[int, str, str]:

@@ -8,17 +8,8 @@ import re
 from .conftest import Processes, free_port, run_cli, wait_listening
 
 
-def serve(procs: Processes, port: int, *extra: str, hosts=("127.0.0.1", "127.0.0.2")):
-    args = [a for h in hosts for a in ("--listen", f"{h}:{port}")]
-    p = procs.start("serve", *args, "--once", "--json", *extra)
-    for h in hosts:
-        wait_listening(h, port)
-    return p
-
-
 def test_verify_over_two_paths_split_path(procs: Processes) -> None:
-    port = free_port()
-    server = serve(procs, port)
+    server, port = procs.serve()
     res = run_cli("connect", "-c", f"127.0.0.1:{port}", "-b", "127.0.0.1",
                   "-c", f"127.0.0.2:{port}", "-b", "127.0.0.2", "--verify", "4MB", "--json",
                   "--scheduler", "round-robin")
@@ -39,8 +30,8 @@ def test_verify_over_two_paths_split_path(procs: Processes) -> None:
 
 
 def test_a_proxy_attacking_path_2_is_survived(procs: Processes) -> None:
-    port, pport = free_port(), free_port("127.0.0.2")
-    server = serve(procs, port)
+    server, port = procs.serve()
+    pport = free_port("127.0.0.2", ())
     proxy = procs.start("proxy", "--listen", f"127.0.0.2:{pport}", "--upstream",
                         f"127.0.0.2:{port}", "--delay-ms", "2", "--attack", "bitflip-data",
                         "--after", "500k", "--json")
@@ -61,8 +52,7 @@ def test_a_proxy_attacking_path_2_is_survived(procs: Processes) -> None:
 
 
 def test_tls_with_the_printed_fingerprint(procs: Processes) -> None:
-    port = free_port()
-    server = serve(procs, port, "-k", "tls", hosts=("127.0.0.1",))
+    server, port = procs.serve("-k", "tls", hosts=("127.0.0.1",))
     fingerprint = None
     assert server.stderr is not None
     for _ in range(20):
@@ -81,10 +71,8 @@ def test_tls_with_the_printed_fingerprint(procs: Processes) -> None:
 
 
 def test_psk_netcat_mode(procs: Processes) -> None:
-    port = free_port()
     env = {"MPTCPSEC_PSK": "42" * 32}
-    procs.start("serve", "--listen", f"127.0.0.1:{port}", "-k", "psk", "--once", env=env)
-    wait_listening("127.0.0.1", port)
+    _, port = procs.serve("-k", "psk", hosts=("127.0.0.1",), env=env)
     res = run_cli("connect", "-c", f"127.0.0.1:{port}", "-k", "psk", input="hello, world\n",
                   env=env, timeout=30)
     assert res.returncode == 0, res.stderr
@@ -92,8 +80,7 @@ def test_psk_netcat_mode(procs: Processes) -> None:
 
 
 def test_discard_server_and_send(procs: Processes) -> None:
-    port = free_port()
-    server = serve(procs, port, "--discard")
+    server, port = procs.serve("--discard")
     res = run_cli("connect", "-c", f"127.0.0.1:{port}", "-c", f"127.0.0.2:{port}",
                   "--send", "2MB", "--json")
     assert res.returncode == 0, res.stderr
@@ -103,9 +90,8 @@ def test_discard_server_and_send(procs: Processes) -> None:
 
 
 def test_split_path_identity_is_remembered(procs: Processes, tmp_path) -> None:
-    port = free_port()
     ident, known = tmp_path / "server.id", tmp_path / "known_hosts"
-    first = serve(procs, port, "--identity", str(ident))
+    first, port = procs.serve("--identity", str(ident))
     args = ["connect", "-c", f"127.0.0.1:{port}", "-c", f"127.0.0.2:{port}",
             "--known-hosts", str(known), "--verify", "100k", "-q"]
     assert run_cli(*args).returncode == 0
@@ -113,7 +99,7 @@ def test_split_path_identity_is_remembered(procs: Processes, tmp_path) -> None:
     assert (ident.stat().st_mode & 0o777) == 0o600
     first.wait(10)
     # Another server (another identity) at the same name is refused.
-    serve(procs, port, "--identity", str(tmp_path / "other.id"))
+    procs.serve("--identity", str(tmp_path / "other.id"), port=port)
     res = run_cli(*args)
     assert res.returncode == 1 and "identity" in res.stderr.lower()
 
