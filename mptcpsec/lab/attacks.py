@@ -52,7 +52,9 @@ EXPECTED_REASON: dict[str, str | None] = {
 
 
 def option_name(cls: type[MptcpOption]) -> str:
-    """``Dss`` -> ``dss``, ``AddAddr`` -> ``add-addr``, ``MpsWindow`` -> ``mps-window``."""
+    """``Dss`` -> ``dss``, ``AddAddr`` -> ``add-addr``, ``MpTcpRst`` -> ``mp-tcprst``."""
+    if cls.__name__ == "MpTcpRst":
+        return "mp-tcprst"
     out = []
     for i, ch in enumerate(cls.__name__):
         if ch.isupper() and i:
