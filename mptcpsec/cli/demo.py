@@ -125,6 +125,9 @@ def _run(args: argparse.Namespace) -> int:
                 with view:
                     job = asyncio.ensure_future(run_scenario(sc, view))
                     await _until(job, stop)
+                    if job.done() and not job.cancelled() and job.exception() is None:
+                        view.stats = job.result().subflows  # the final states
+                        view.phase("done")
             else:
                 obs: Observer = Observer() if (args.quiet or args.json) else PlainLines(
                     sc, sys.stderr if args.json else sys.stdout, label)
