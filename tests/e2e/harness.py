@@ -109,9 +109,16 @@ class Lab:
     port: int = 0
 
     async def __aenter__(self) -> Lab:
-        self.port = free_port()
         hosts = HOSTS[:self.npaths]
-        self.server = await serve(echo_handler, [(h, self.port) for h in hosts], self.config)
+        for attempt in range(5):  # another process may take the free port in between
+            self.port = free_port()
+            try:
+                self.server = await serve(echo_handler, [(h, self.port) for h in hosts],
+                                          self.config)
+                break
+            except OSError:
+                if attempt == 4:
+                    raise
         for path, hooks in self.relays.items():
             relay = Relay((HOSTS[path], 0), (HOSTS[path], self.port),
                           c2s=hooks.get("c2s"), s2c=hooks.get("s2c"), name=f"path{path}")
