@@ -245,12 +245,18 @@ class MptcpsecServer:
         self.addresses: list[Address] = []
 
     async def start(self, listen: Sequence[Address]) -> None:
-        for host, port in listen:
-            srv = await self._loop.create_server(
-                lambda: SubflowProtocol(on_connected=self._accepted), host, port)
-            self._servers.append(srv)
-            sock = srv.sockets[0].getsockname()
-            self.addresses.append((sock[0], sock[1]))
+        try:
+            for host, port in listen:
+                srv = await self._loop.create_server(
+                    lambda: SubflowProtocol(on_connected=self._accepted), host, port)
+                self._servers.append(srv)
+                sock = srv.sockets[0].getsockname()
+                self.addresses.append((sock[0], sock[1]))
+        except OSError:
+            for srv in self._servers:  # all addresses or none
+                srv.close()
+            self._servers.clear()
+            raise
         self._sweeper = self._loop.create_task(self._sweep())
 
     def _accepted(self, proto: SubflowProtocol) -> None:
