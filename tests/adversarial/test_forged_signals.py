@@ -38,6 +38,7 @@ from mptcpsec.wire.options import (
 from mptcpsec.wire.records import build_record
 
 from ..e2e.harness import HOSTS, Lab, Outcome, echo_transfer, free_port
+from .wire_attacks import run_retrying
 
 ATTACKER = HOSTS[2]  # where a forged ADD_ADDR points
 
@@ -153,6 +154,8 @@ def run_signal(sig: Signal, mode: str) -> tuple[Outcome, list[int], list[bool]]:
     keys, fired, hits = Keys(), [], []
 
     async def main():
+        nonlocal keys, fired, hits
+        keys, fired, hits = Keys(), [], []
         listener, port = await _attacker_listener(hits)
         cfg = ConnectionConfig(mode=mode, key_exchange="split-path", scheduler="round-robin",
                                subflow_timeout=3.0)
@@ -168,7 +171,7 @@ def run_signal(sig: Signal, mode: str) -> tuple[Outcome, list[int], list[bool]]:
         finally:
             listener.close()
 
-    out = asyncio.run(asyncio.wait_for(main(), 60))
+    out = run_retrying(main)
     return out, hits, fired
 
 

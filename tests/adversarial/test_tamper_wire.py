@@ -25,7 +25,7 @@ from mptcpsec.protocol.config import ConnectionConfig
 from ..e2e.harness import Lab, Outcome
 from .fields import fields_of, label
 from .matrix import STREAM_ATTACKS, Cell, clean_records, expected
-from .wire_attacks import HookState, WireCell, wire_hook, wire_outcome
+from .wire_attacks import HookState, WireCell, run_retrying, wire_hook, wire_outcome
 
 FULL = os.environ.get("MPTCPSEC_TAMPER_FULL") == "1"
 DATA, ACK, CLOSE = "DATA[dss,window]", "CONTROL[dss,window]", "CLOSE[dss]"
@@ -114,15 +114,17 @@ async def joined_echo(lab: Lab, nbytes: int) -> Outcome:
 @pytest.mark.network
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
 def test_wire_cell(cell: WireCell) -> None:
-    state = HookState()
     cell = WireCell(cell.direction, cell.cls, cell.position, cell.attack, after=300_000)
-    hook = wire_hook(cell, state)
+    state = HookState()
 
     async def main():
+        nonlocal state
+        state = HookState()
+        hook = wire_hook(cell, state)
         async with Lab(psk(), npaths=2, relays={1: {"c2s": hook, "s2c": hook}}) as lab:
             return await joined_echo(lab, 1_500_000)
 
-    out = asyncio.run(asyncio.wait_for(main(), 60))
+    out = run_retrying(main)
     assert state.fired, f"{cell.id}: the relay never saw that record"
     assert out.prefix_ok, "a forged byte reached the application"
     o = wire_outcome(cell, out.client_events, out.server_events)

@@ -8,14 +8,32 @@ real ends reported, with the same vocabulary as the sans-I/O matrix.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mptcpsec.lab.relay import HookContext, RecordHook
 from mptcpsec.protocol.events import Event, SubflowClosed, SubflowPoisoned
 from mptcpsec.wire.header import HEADER_LEN
 
 from .fields import fields_of, label
+
+T = TypeVar("T")
+
+
+def run_retrying(make: Callable[[], Awaitable[T]], timeout: float = 60, tries: int = 3) -> T:
+    """asyncio.run(make()), again when a port picked as free was taken meanwhile (the lab
+    binds one port number on several loopback addresses)."""
+    for attempt in range(tries):
+        try:
+            return asyncio.run(asyncio.wait_for(make(), timeout))  # type: ignore[arg-type]
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
