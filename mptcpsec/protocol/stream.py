@@ -219,6 +219,19 @@ class ReassemblyBuffer:
         self._drain_segments()
         return self.next_dsn - before
 
+    def receive_run(self, dsn: int, pieces: list[bytearray], total: int) -> int:
+        """`receive` of contiguous non-empty pieces (one per record) starting at `dsn`,
+        `total` bytes in all: kept as they are when in order, joined otherwise."""
+        end = dsn + total
+        if dsn == self.next_dsn and end <= self.window_edge:
+            self._ready.extend(pieces)
+            self._ready_len += total
+            self.next_dsn = end
+            if self._starts:
+                self._drain_segments()
+            return self.next_dsn - dsn
+        return self.receive(dsn, pieces[0] if len(pieces) == 1 else b"".join(pieces))
+
     def _store(self, dsn: int, data: bytes) -> None:
         # Trim against existing segments so that stored bytes never overlap.
         end = dsn + len(data)

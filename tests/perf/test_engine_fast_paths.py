@@ -116,3 +116,55 @@ def test_reassembly_reads_across_chunks_and_keeps_nothing_once_read() -> None:
     assert rb.window_edge == 26 + 1000
     rb.set_fin(26)
     assert rb.at_eof
+
+
+def _established(window: int = 1 << 20):
+    from mptcpsec.crypto.keyschedule import Role, Secret
+    from mptcpsec.crypto.psk import PskConfig
+    from mptcpsec.protocol.config import ConnectionConfig
+    from tests.protocol.loopback import Loopback
+
+    cfg = ConnectionConfig(key_exchange="psk", receive_window=window, max_record=1000)
+    cfg.psk = PskConfig(Role.CLIENT, Secret(b"\x29" * 32))
+    lb = Loopback(cfg)
+    lb.open(1)
+    lb.pump()
+    assert lb.server is not None and lb.server.established
+    return lb
+
+
+def _seal_run(lb, pieces: list[tuple[int, bytes]]) -> bytes:
+    """DATA records from the client's own sealer, at the DSNs given (offsets from its IDSN)."""
+    sub = lb.client.subflows[0]
+    template, seq_off, len_off = lb.client._data_template()
+    base = lb.client.sendbuf.base
+    return b"".join(bytes(sub.sealer.seal_chunks(data, len(data), RecordType.DATA, 0, template,
+                                                 seq_off=seq_off, seq_base=base + off,
+                                                 len_off=len_off)) for off, data in pieces)
+
+
+def test_a_run_of_data_records_out_of_order_and_overlapping_is_delivered_once() -> None:
+    lb = _established()
+    data = os.urandom(6000)
+    # One batch: [3000, 6000) ahead of [0, 3000), then a duplicate of [1000, 2000).
+    wire = _seal_run(lb, [(3000, data[3000:4000]), (4000, data[4000:5000]),
+                          (5000, data[5000:6000]), (0, data[:1000]), (1000, data[1000:2000]),
+                          (2000, data[2000:3000]), (1000, data[1000:2000])])
+    before = lb.server.subflows[0].records_received
+    lb.deliver_raw(lb.links[0], wire)
+    assert lb.server.read() == data
+    assert lb.server.recvbuf.duplicates == 1000
+    assert lb.server.subflows[0].records_received - before == 7
+    assert lb.server.subflows[0].state.value == "established"
+
+
+def test_a_record_past_the_window_inside_a_run_poisons_at_that_record() -> None:
+    lb = _established(window=2500)
+    data = os.urandom(3000)
+    wire = _seal_run(lb, [(0, data[:1000]), (1000, data[1000:2000]), (2000, data[2000:3000])])
+    before = lb.server.subflows[0].records_received
+    lb.deliver_raw(lb.links[0], wire)
+    assert lb.server.read() == data[:2000]  # the records before it were good
+    sub = lb.server.subflows[0]
+    assert sub.state.value == "poisoned" and "receive window" in sub.reason
+    assert sub.records_received - before == 3
