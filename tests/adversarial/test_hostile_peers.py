@@ -127,7 +127,7 @@ def test_join_flood_with_bad_authentication_hits_the_limit() -> None:
 
 def test_good_connection_keeps_its_throughput_under_hostile_load(record_property) -> None:
     """Echo throughput of a 2-path connection alone, then beside a hostile process."""
-    nbytes = 16_000_000
+    nbytes = 40_000_000
 
     async def with_lab(load: bool) -> float:
         config = ConnectionConfig(key_exchange="split-path", handshake_timeout=TIMEOUT,
