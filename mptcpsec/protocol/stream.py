@@ -11,6 +11,9 @@ import bisect
 from collections import deque
 from dataclasses import dataclass
 
+#: Writes this large become send-buffer segments of their own; smaller ones are gathered.
+_SEGMENT_MIN = 16 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Range:
@@ -29,14 +32,19 @@ class SendBuffer:
 
     Bytes stay here until the peer's cumulative DATA_ACK covers them, so that anything in
     flight on a subflow that dies can be re-injected on another.
+
+    Held as segments that never change, so a chunk to send is a view into one (no copy)
+    and an acknowledged segment is simply dropped. A large write of immutable bytes (bytes,
+    or a memoryview of bytes) becomes a segment as it is; other large writes are copied
+    once; small writes gather in a tail that becomes a segment when it is first sent.
     """
 
     def __init__(self, initial_dsn: int, limit: int) -> None:
         self.base = initial_dsn  # the peer's DATA_ACK: bytes before it are released
-        self._buf = bytearray()
-        # DSN of _buf[0]. Acknowledged bytes are cut off the front only once they are half
-        # the buffer: cutting on every ACK made each later append copy the whole buffer.
-        self._buf_dsn = initial_dsn
+        self._segs: list[bytes | bytearray | memoryview] = []  # segments, in DSN order
+        self._seg_dsn: list[int] = []  # DSN of each segment's first byte
+        self._tail = bytearray()  # small writes, not yet a segment
+        self._tail_dsn = initial_dsn
         self.next_dsn = initial_dsn  # first DSN never sent yet
         self.limit = limit
         self._reinject: list[Range] = []  # ranges to send again, in DSN order
@@ -45,7 +53,7 @@ class SendBuffer:
     @property
     def end(self) -> int:
         """DSN after the last byte written."""
-        return self._buf_dsn + len(self._buf)
+        return self._tail_dsn + len(self._tail)
 
     @property
     def unacked(self) -> int:
@@ -67,7 +75,27 @@ class SendBuffer:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.fin_dsn is not None:
             raise ValueError("the stream was closed for writing")
-        self._buf += data
+        if isinstance(data, memoryview) and not (data.ndim == 1 and data.format == "B"
+                                                 and data.c_contiguous):
+            data = data.tobytes()
+        n = len(data)
+        if n < _SEGMENT_MIN:
+            self._tail += data
+            return
+        self._freeze()
+        if not (type(data) is bytes
+                or (type(data) is memoryview and type(data.obj) is bytes)):
+            data = bytes(data)  # the writer may change its buffer afterwards
+        self._segs.append(data)
+        self._seg_dsn.append(self._tail_dsn)
+        self._tail_dsn += n
+
+    def _freeze(self) -> None:
+        if self._tail:
+            self._segs.append(self._tail)
+            self._seg_dsn.append(self._tail_dsn)
+            self._tail_dsn += len(self._tail)
+            self._tail = bytearray()
 
     def close(self) -> None:
         if self.fin_dsn is None:
@@ -85,13 +113,13 @@ class SendBuffer:
             return 0
         acked = min(data_ack, self.end) - self.base
         self.base += acked
-        dead = self.base - self._buf_dsn
-        if dead == len(self._buf):
-            self._buf = bytearray()
-            self._buf_dsn = self.base
-        elif dead >= len(self._buf) // 2:
-            del self._buf[:dead]
-            self._buf_dsn = self.base
+        segs, starts = self._segs, self._seg_dsn
+        drop = 0
+        while drop < len(segs) and starts[drop] + len(segs[drop]) <= self.base:
+            drop += 1
+        if drop:
+            del segs[:drop]
+            del starts[:drop]
         self._reinject = [Range(max(r.start, self.base), r.end) for r in self._reinject
                           if r.end > self.base]
         return acked
@@ -118,8 +146,11 @@ class SendBuffer:
         self._reinject = merged
         return queued
 
-    def next_chunk(self, max_len: int) -> tuple[int, bytes] | None:
-        """The next bytes to put on a subflow: re-injected ranges first, then new data."""
+    def next_chunk(self, max_len: int) -> tuple[int, bytes | memoryview] | None:
+        """The next bytes to put on a subflow: re-injected ranges first, then new data.
+
+        The bytes are a read-only view or a copy; either stays valid after later calls.
+        """
         while self._reinject:
             r = self._reinject[0]
             start = max(r.start, self.base)
@@ -139,15 +170,30 @@ class SendBuffer:
             return start, self._slice(start, end)
         return None
 
-    def peek(self, start: int, end: int) -> bytes:
+    def peek(self, start: int, end: int) -> bytes | memoryview:
         """Bytes of [start, end) still held (for redundant scheduling)."""
         start = max(start, self.base)
         return self._slice(start, max(start, end))
 
-    def _slice(self, start: int, end: int) -> bytes:
-        """Bytes of [start, end) (held DSNs), copied once."""
-        with memoryview(self._buf) as view:
-            return bytes(view[start - self._buf_dsn:end - self._buf_dsn])
+    def _slice(self, start: int, end: int) -> bytes | memoryview:
+        """Bytes of [start, end) (held DSNs): a view into one segment, or a joined copy."""
+        if end > self._tail_dsn:
+            self._freeze()
+        if start >= end:
+            return b""
+        starts, segs = self._seg_dsn, self._segs
+        i = bisect.bisect_right(starts, start) - 1
+        off = start - starts[i]
+        if end - starts[i] <= len(segs[i]):
+            return memoryview(segs[i]).toreadonly()[off:off + end - start]
+        parts = []
+        while start < end:
+            seg = segs[i]
+            take = min(end - start, len(seg) - off)
+            parts.append(memoryview(seg)[off:off + take])
+            start += take
+            i, off = i + 1, 0
+        return b"".join(parts)
 
 
 class ReassemblyBuffer:

@@ -80,14 +80,22 @@ def test_fast_ack_layout_is_exactly_the_codecs_ack(ack: int, edge: int,
 
 def test_send_buffer_matches_a_model_under_lazy_compaction() -> None:
     rng = random.Random(5)
-    sb = SendBuffer(2**64 - 5000, limit=1 << 20)  # DSNs cross 2**64 like any other integer
+    sb = SendBuffer(2**64 - 5000, limit=1 << 19)  # DSNs cross 2**64 like any other integer
     written = bytearray()
     base = sb.base
-    for _ in range(3000):
+    for _ in range(4000):
         op = rng.random()
         if op < 0.35 and sb.writable:
-            data = os.urandom(rng.randint(1, min(sb.writable, 9000)))
-            sb.write(data)
+            data = os.urandom(rng.randint(1, min(sb.writable, rng.choice((9000, 40000)))))
+            kind = rng.randrange(3)
+            if kind == 0:
+                sb.write(data)  # bytes: may be kept as it is
+            elif kind == 1:
+                mutable = bytearray(data)
+                sb.write(mutable)
+                mutable[:] = bytes(len(mutable))  # the writer reuses its buffer: no effect
+            else:
+                sb.write(memoryview(data)[: len(data)])
             written += data
         elif op < 0.7:
             got = sb.next_chunk(rng.randint(1, 5000))
@@ -168,3 +176,19 @@ def test_a_record_past_the_window_inside_a_run_poisons_at_that_record() -> None:
     sub = lb.server.subflows[0]
     assert sub.state.value == "poisoned" and "receive window" in sub.reason
     assert sub.records_received - before == 3
+
+
+def test_send_buffer_chunks_stay_valid_after_acks_and_writes() -> None:
+    sb = SendBuffer(0, limit=1 << 20)
+    big, small = os.urandom(50_000), os.urandom(100)
+    sb.write(big)
+    sb.write(small)
+    first = sb.next_chunk(30_000)
+    rest = sb.next_chunk(1 << 20)
+    assert first is not None and rest is not None
+    assert bytes(first[1]) + bytes(rest[1]) == big + small  # a view, then a joined copy
+    sb.ack(sb.next_dsn)
+    assert sb.unacked == 0 and not sb._segs  # acknowledged segments are dropped
+    sb.write(bytearray(40_000))
+    assert sb.next_chunk(10) == (50_100, bytes(10))
+    assert first[1] == big[:30_000] and rest[1] == big[30_000:] + small
