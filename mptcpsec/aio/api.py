@@ -23,6 +23,9 @@ from ..wire.pcap import RecordSink
 from .driver import ConnectionDriver, RecordTap, SubflowProtocol
 
 Address = tuple[str, int]
+#: Pending TCP connections per listening socket (asyncio's default of 100 is what a flood
+#: of connection attempts would meet first).
+LISTEN_BACKLOG = 1024
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,16 @@ class MptcpsecStream:
 
     def __init__(self, driver: ConnectionDriver) -> None:
         self._driver = driver
+        self._add_path: Callable[[Path], Awaitable[int | None]] | None = None
+
+    async def add_path(self, path: Path) -> int | None:
+        """Client: open one more subflow over `path` (a join); its id, or None if it failed.
+
+        The join completes in the background; watch `events` for `subflow_established`.
+        """
+        if self._add_path is None:
+            raise ConnectionError_("only the connecting side opens subflows")
+        return await self._add_path(path)
 
     @property
     def connection(self) -> Connection:
@@ -177,20 +190,21 @@ async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
             joining.add(task)
             task.add_done_callback(joining.discard)
 
-    async def _join(cmd: OpenSubflow | Path, lh: str | None) -> None:
+    async def _join(cmd: OpenSubflow | Path, lh: str | None) -> int | None:
         try:
             proto, local, remote = await asyncio.wait_for(_open_tcp(loop, cmd, lh), join_timeout)
         except (OSError, asyncio.TimeoutError):
-            return
+            return None
         try:
             sid = conn.add_subflow(local, remote, loop.time(), backup=cmd.backup,
                                    address_id=getattr(cmd, "address_id", 0))
         except ConnectionError_:
             if proto.transport is not None:
                 proto.transport.abort()
-            return
+            return None
         driver.attach(sid, proto)
         driver.flush()
+        return sid
 
     driver = ConnectionDriver(conn, loop, trace, opener=open_join,
                               tap=RecordTap(sink) if sink is not None else None)
@@ -219,6 +233,13 @@ async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
         await _join(path, path.local)
     stream = MptcpsecStream(driver)
     stream._joining = joining  # type: ignore[attr-defined]  # keep tasks referenced
+
+    async def add_path(path: Path) -> int | None:
+        if path.local is not None and path.local not in local_hosts:
+            local_hosts.append(path.local)
+        return await _join(path, path.local)
+
+    stream._add_path = add_path
     return stream
 
 
@@ -248,7 +269,8 @@ class MptcpsecServer:
         try:
             for host, port in listen:
                 srv = await self._loop.create_server(
-                    lambda: SubflowProtocol(on_connected=self._accepted), host, port)
+                    lambda: SubflowProtocol(on_connected=self._accepted), host, port,
+                    backlog=LISTEN_BACKLOG)
                 self._servers.append(srv)
                 sock = srv.sockets[0].getsockname()
                 self.addresses.append((sock[0], sock[1]))

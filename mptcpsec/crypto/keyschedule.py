@@ -328,13 +328,14 @@ class ConnectionKeys:
 
 
 def join_mac(join_key: bytes | bytearray, role: Role, token: int, subflow_id: int,
-             client_nonce: bytes, server_nonce: bytes) -> bytes:
+             client_nonce: bytes, server_nonce: bytes, join_fields: bytes = b"") -> bytes:
     """HMAC-SHA256 that proves ``role`` knows the connection secret when a subflow joins.
 
-    Binding both nonces means a recorded join cannot be replayed against a fresh server nonce.
+    Binding both nonces means a recorded join cannot be replayed against a fresh server nonce;
+    ``join_fields`` (the JOIN SYN's address ID and backup flag) binds what the option says.
     """
     msg = (b"mptcpsec join " + role.value.encode() + b"\x00" + struct.pack("!I", token)
-           + _subflow_context(subflow_id, client_nonce, server_nonce))
+           + _subflow_context(subflow_id, client_nonce, server_nonce) + bytes(join_fields))
     return hmac.new(bytes(join_key), msg, hashlib.sha256).digest()
 
 

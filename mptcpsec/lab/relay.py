@@ -144,6 +144,7 @@ class Relay:
         self.connect_timeout = connect_timeout
         self.max_flows = max_flows
         self.flows: list[Flow] = []
+        self._next_index = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._address: tuple[str, int] | None = None
@@ -192,9 +193,12 @@ class Relay:
 
     async def _on_client(self, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
-        if len(self.flows) >= self.max_flows:
+        live = [f for f in self.flows if not f.closed.is_set()]
+        if len(live) >= self.max_flows:  # live flows only: a long-lived relay keeps serving
             writer.close()
             return
+        if len(self.flows) > 4 * self.max_flows:  # keep recent history, bounded
+            self.flows = live + [f for f in self.flows if f.closed.is_set()][-self.max_flows:]
         try:
             up_reader, up_writer = await asyncio.wait_for(
                 self._open_upstream(), self.connect_timeout)
@@ -204,7 +208,8 @@ class Relay:
             return
         for w in (writer, up_writer):
             w.transport.set_write_buffer_limits(high=self.max_pending)
-        flow = Flow(len(self.flows), self.name, writer, up_writer)
+        self._next_index += 1
+        flow = Flow(self._next_index - 1, self.name, writer, up_writer)
         self.flows.append(flow)
         pumps = [self._spawn(self._pump(flow, Direction.C2S, reader)),
                  self._spawn(self._pump(flow, Direction.S2C, up_reader))]

@@ -46,7 +46,8 @@ class ConnectionConfig:
     #: Records per key before a key update (None: half the algorithm's safe limit).
     key_update_records: int | None = None
     max_subflows: int = 8
-    #: Join attempts (good or bad) a connection accepts before refusing all others.
+    #: Failed join attempts (bad MAC, replayed or malformed) a connection tolerates before
+    #: refusing every further join.
     max_join_attempts: int = 64
     handshake_timeout: float = 10.0
     #: Seconds without any progress on a subflow holding unacknowledged data: path failure.

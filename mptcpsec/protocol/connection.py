@@ -40,7 +40,7 @@ from ..crypto.rfc8684 import (
     verify,
 )
 from ..errors import KeyExchangeError, MptcpsecError, WireError
-from ..wire.header import HEADER_LEN, RecordHeader, RecordType, type_mask
+from ..wire.header import HEADER_LEN, TAG_LEN, RecordHeader, RecordType, type_mask
 from ..wire.options import (
     AddAddr,
     Dss,
@@ -124,6 +124,11 @@ def reason_name(reason: PoisonReason | int) -> str:
         return f"reason-{int(reason)}"
 
 
+def _join_fields(syn: MpJoinSyn) -> bytes:
+    """The JOIN SYN fields both join MACs bind: address ID and backup flag."""
+    return bytes([syn.address_id, int(syn.backup)])
+
+
 class ConnectionState(str, Enum):
     HANDSHAKE = "handshake"
     ESTABLISHED = "established"
@@ -192,6 +197,16 @@ _DATA_OPTS = struct.Struct("!BBBBQQIHBBBBQ")
 _DATA_OPTS_FIXED = (30, 26, 0x20, 0, 30, 12, 0xF1, 0)  # kinds, lengths, subtypes, SSN, reserved
 
 
+def _ack_spec(data_ack: int, edge: int) -> tuple[int, int, bytes, bytes]:
+    """control_spec([Dss(data_ack=data_ack), MpsWindow(edge)]), packed directly."""
+    return (RecordType.CONTROL, 0, _ACK_OPTS.pack(30, 12, 0x20, 0x03, data_ack,
+                                                  30, 12, 0xF1, 0, edge), b"")
+
+
+#: A DATA record's body length (header bytes 4-5) and then its `_DATA_OPTS` options.
+_RUN_RECORD = struct.Struct("!4xH" + _DATA_OPTS.format.lstrip("!"))
+
+
 def _fast_data_opts(opts: bytes) -> tuple[int, int, int, bool, int] | None:
     """(data_ack, dsn, data_len, data_fin, window_edge) of the canonical layout, or None."""
     if len(opts) != _DATA_OPTS.size:
@@ -250,7 +265,7 @@ class Connection:
         self.path_manager = make_path_manager(config.path_manager_name, config.announce)
         self._blocked_pairs: set[tuple[str, str]] = set()
         self._join_nonces: set[bytes] = set()
-        self._join_attempts = 0
+        self._join_failures = 0  # failed joins (bad MAC, replay, malformed): bounded
         self.handshake_deadline: float | None = now + config.handshake_timeout
         self._peer_addresses: dict[int, tuple[str, int | None]] = {}
         self.peer_identity: str | None = None
@@ -439,6 +454,8 @@ class Connection:
         """Close the sending direction: DATA_FIN after the last byte."""
         if self._write_closed:
             return
+        if self._tls is not None and self.sendbuf is not None and not self.ended:
+            self.sendbuf.write(self._tls.close())  # close_notify before DATA_FIN
         self._write_closed = True
         if self.sendbuf is not None:
             self.sendbuf.close()
@@ -510,6 +527,7 @@ class Connection:
             if sub.join_deadline is not None and now >= sub.join_deadline:
                 sub.join_deadline = None
                 if sub.state is SubflowState.JOINING:
+                    self._join_failures += 1
                     self._end_subflow(sub, SubflowState.FAILED, "join timed out", clean=False,
                                       reset=True)
                     self._check_alive()  # it may have been the last subflow
@@ -696,6 +714,7 @@ class Connection:
             token = self.keys.token(Role.SERVER)
             syn = MpJoinSyn(address_id=sub.address_id, token=token,
                             nonce=int.from_bytes(nonce[:4], "big"), backup=sub.backup)
+            sub.extra["join_fields"] = _join_fields(syn)
             sub.out += join_record(syn, sub.id, nonce)
             early = self._schedule.early_keys(sub.id, nonce)
             self._set_send_keys(sub, early)
@@ -708,9 +727,9 @@ class Connection:
 
     def server_join(self, sub: Subflow, syn: MpJoinSyn, nonce: bytes) -> str | None:
         """Server: check a JOIN SYN routed here; returns a refusal reason or None."""
-        self._join_attempts += 1
-        if self._join_attempts > self.config.max_join_attempts:
-            return "too many join attempts on this connection"
+        if self._join_failures >= self.config.max_join_attempts:
+            return (f"too many failed join attempts on this connection "
+                    f"({self._join_failures})")
         live = [s for s in self.subflows.values() if not s.state.ended and s is not sub]
         if len(live) >= self.config.max_subflows:
             return f"subflow limit ({self.config.max_subflows}) reached"
@@ -730,16 +749,19 @@ class Connection:
             sub.out += join_record(ack)
             return None
         if len(nonce) != JOIN_NONCE_LEN or syn.nonce != int.from_bytes(nonce[:4], "big"):
+            self._join_failures += 1
             return "malformed join nonce"
         if nonce in self._join_nonces:
+            self._join_failures += 1
             return "replayed join (client nonce seen before)"
         self._join_nonces.add(nonce)
         assert self.keys is not None and self._schedule is not None
         sub.client_nonce = nonce
         sub.server_nonce = os.urandom(JOIN_NONCE_LEN)
         token = self.keys.token(Role.SERVER)
+        sub.extra["join_fields"] = _join_fields(syn)
         mac = join_mac(self.keys.join_key(Role.SERVER), Role.SERVER, token, sub.id,
-                       sub.client_nonce, sub.server_nonce)
+                       sub.client_nonce, sub.server_nonce, sub.extra["join_fields"])
         ack = MpJoinSynAck(address_id=0, hmac=mac[:8],
                            nonce=int.from_bytes(sub.server_nonce[:4], "big"))
         sub.out += join_record(ack, None, sub.server_nonce + mac)
@@ -774,15 +796,16 @@ class Connection:
                 return
             sn, mac = body[:JOIN_NONCE_LEN], body[JOIN_NONCE_LEN:]
             token = self.keys.token(Role.SERVER)
+            fields = sub.extra.get("join_fields", b"")
             want = join_mac(self.keys.join_key(Role.SERVER), Role.SERVER, token, sub.id,
-                            sub.client_nonce, sn)
+                            sub.client_nonce, sn, fields)
             if (not verify(want, mac) or not verify(want[:8], join.hmac)
                     or join.nonce != int.from_bytes(sn[:4], "big")):
                 self._poison(sub, PoisonReason.JOIN_FAILED, "server join MAC mismatch")
                 return
             sub.server_nonce = sn
             cmac = join_mac(self.keys.join_key(Role.CLIENT), Role.CLIENT, token, sub.id,
-                            sub.client_nonce, sn)
+                            sub.client_nonce, sn, fields)
             sub.out += join_record(MpJoinAck(hmac=cmac[:20]), None, cmac)
             keys = self._schedule.subflow_keys(sub.id, sub.client_nonce, sn)
             self._set_send_keys(sub, keys.send_keys(Role.CLIENT))
@@ -805,8 +828,10 @@ class Connection:
             assert self.keys is not None
             token = self.keys.token(Role.SERVER)
             want = join_mac(self.keys.join_key(Role.CLIENT), Role.CLIENT, token, sub.id,
-                            sub.client_nonce, sub.server_nonce)
+                            sub.client_nonce, sub.server_nonce,
+                            sub.extra.get("join_fields", b""))
             if len(body) != MAC_LEN or not verify(want, body) or not verify(want[:20], join.hmac):
+                self._join_failures += 1
                 self._poison(sub, PoisonReason.JOIN_FAILED, "client join MAC mismatch")
                 return
             c2s = sub.extra.pop("c2s")
@@ -868,7 +893,8 @@ class Connection:
             del sub.rx[:res.consumed]
             if res.failed:
                 reason = _FAILURE_TO_POISON.get(res.reason, PoisonReason.MALFORMED_RECORD)
-                self._poison(sub, reason, str(res.error))
+                self._poison(sub, reason, f"record {sub.records_received + 1} received on this "
+                             f"subflow failed: {res.reason.value if res.reason else res.error}")
                 return
             if res.consumed == 0:
                 if len(sub.rx) >= HEADER_LEN and sub.rx[1] in (RecordType.HANDSHAKE,
@@ -891,28 +917,32 @@ class Connection:
                               or sub.state is SubflowState.CLOSING
                               or (sub.state is SubflowState.JOINING and sub.early_recv)):
             return i
-        unpack, size, fixed = _DATA_OPTS.unpack_from, _DATA_OPTS.size, _DATA_OPTS_FIXED
+        unpack, size, fixed = _RUN_RECORD.unpack_from, _DATA_OPTS.size, _DATA_OPTS_FIXED
+        data_type = RecordType.DATA
         pieces: list[bytearray] = []
         acks: list[int] = []
         first = expect = edge = -1
         start, n = i, len(records)
+        # The opened records lie back to back from the first one's offset: walk their
+        # headers here rather than building a record object for each.
+        pos = records[i].offset
         while i < n:
-            rec = records[i]
-            if rec.type != RecordType.DATA or rec.flags or rec.opt_len != size:
+            if buf[pos + 1] != data_type or buf[pos + 2] or buf[pos + 3] != size:
                 break
-            off = rec.offset + HEADER_LEN
-            k, ln, st, fl, ack, dsn, ssn, dlen, k2, ln2, st2, res2, wnd = unpack(buf, off)
-            plen = rec.pt_len
+            blen, k, ln, st, fl, ack, dsn, ssn, dlen, k2, ln2, st2, res2, wnd = unpack(buf, pos)
+            plen = blen - TAG_LEN
             if ((k, ln, st, ssn, k2, ln2, st2, res2) != fixed or fl != 0x0F or dlen != plen
-                    or not plen or (pieces and dsn != expect)):
+                    or plen <= 0 or (pieces and dsn != expect)):
                 break
             if not pieces:
                 first = dsn
-            pieces.append(buf[off + size:off + size + plen])
+            body = pos + HEADER_LEN + size
+            pieces.append(buf[body:body + plen])
             expect = dsn + plen
             if not acks or acks[-1] != ack:
                 acks.append(ack)
             edge = max(edge, wnd)
+            pos = body + blen
             i += 1
         if not pieces:
             return start
@@ -1200,15 +1230,18 @@ class Connection:
                                                     "subflow", reported_by_peer=True))
                 target.state = SubflowState.POISONED
                 target.reason = reason_name(reason)
-                self._block(target)
+                if reason != PoisonReason.JOIN_FAILED:
+                    self._block(target)
             return
         if reason != PoisonReason.NONE:
             self._events.append(SubflowPoisoned(self._now, sid, reason_name(reason),
                                                 "reported by the peer over a clean subflow",
                                                 reported_by_peer=True))
+            was_joining = target.state is SubflowState.JOINING
             target.state = SubflowState.POISONED
             target.reason = reason_name(reason)
-            self._block(target)
+            if reason != PoisonReason.JOIN_FAILED and not was_joining:
+                self._block(target)  # a failed join proves nothing about the pair
             self._teardown(target, reset=True)
         else:
             self._end_subflow(target, SubflowState.FAILED, "reset by the peer", clean=False,
@@ -1245,8 +1278,7 @@ class Connection:
             if best is None:
                 return
             edge = self.recvbuf.window_edge
-            best.control.append(control_spec([Dss(data_ack=self._ack_value()),
-                                              MpsWindow(edge & _U64)]))
+            best.control.append(_ack_spec(self._ack_value(), edge & _U64))
             self._ack_sent = self.recvbuf.next_dsn
             self._window_sent = edge
             self._ack_deadline = None
@@ -1281,14 +1313,18 @@ class Connection:
         sub.records_sent += len(specs)
 
     def _data_template(self) -> tuple[bytes, int, int]:
-        opts = [Dss(data_ack=self._ack_value(), dsn=0, ssn=0, data_len=0)]
-        if self.recvbuf is not None:
-            edge = self.recvbuf.window_edge
-            opts.append(MpsWindow(edge & _U64))
-            self._window_sent = edge
-            self._ack_sent = self.recvbuf.next_dsn
-            self._ack_deadline = None
-        return encode_options(opts), 12, 24
+        if self.recvbuf is None:
+            return encode_options([Dss(data_ack=self._ack_value(), dsn=0, ssn=0,
+                                       data_len=0)]), 12, 24
+        edge = self.recvbuf.window_edge
+        # encode_options([Dss(data_ack, dsn=0, ssn=0, data_len=0), MpsWindow(edge)]),
+        # packed directly: this runs for every chunk sent.
+        template = _DATA_OPTS.pack(30, 26, 0x20, 0x0F, self._ack_value(), 0, 0, 0,
+                                   30, 12, 0xF1, 0, edge & _U64)
+        self._window_sent = edge
+        self._ack_sent = self.recvbuf.next_dsn
+        self._ack_deadline = None
+        return template, 12, 24
 
     def _schedule_data(self) -> None:
         sb = self.sendbuf
@@ -1435,10 +1471,14 @@ class Connection:
         if sub.state.ended:
             return
         name = reason_name(reason)
+        was_joining = sub.state is SubflowState.JOINING
         sub.state = SubflowState.POISONED
         sub.reason = f"{name}: {detail}"
         self._events.append(SubflowPoisoned(self._now, sub.id, name, detail))
-        self._block(sub)
+        if not was_joining:
+            # A join that never completed proves nothing about the pair: anyone on the
+            # path can forge one, and blocking would lock the real client out.
+            self._block(sub)
         self._teardown(sub, reset=True)
         if self.state is ConnectionState.HANDSHAKE and sub.initial:
             self._fail(f"handshake subflow {sub.id} poisoned: {detail}",

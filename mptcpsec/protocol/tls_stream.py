@@ -7,6 +7,7 @@ where MPTCPsec drops only the poisoned subflow. Sans-I/O through pyOpenSSL memor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 from cryptography import x509
@@ -133,4 +134,12 @@ class TlsOverStream:
             self._write(bytes(data))
         except SSL.Error as exc:
             raise TlsStreamError(f"TLS over the multipath stream failed: {exc}") from None
+        return self._drain_bio()
+
+    def close(self) -> bytes:
+        """The TLS close_notify alert (and anything still pending), for the stream."""
+        if not self.handshake_done:
+            return self._drain_bio()
+        with contextlib.suppress(SSL.Error):
+            self._conn.shutdown()
         return self._drain_bio()

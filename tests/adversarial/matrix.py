@@ -191,11 +191,11 @@ LENGTH_OUTCOMES = {AUTH, "poisoned:record-too-large", "poisoned:malformed-record
 UNCHECKED_JOIN_FIELDS = {
     "field:mp_join_synack.address_id": "ignored by the joining end (RFC 8684 gives it no use)",
     "field:mp_join_synack.flags": "the B bit of the answer is ignored by the joining end",
-    "field:mp_join_syn.address_id": "not covered by the join MAC: filed under another "
-                                    "address ID (REMOVE_ADDR then misses it)",
-    "field:mp_join_syn.flags": "not covered by the join MAC: the server treats the subflow "
-                               "as backup (or not) against the client's wish",
 }
+
+#: JOIN SYN fields both join MACs bind (SPEC 6.3): a change fails the join at the joining
+#: end (the server's MAC does not verify) or is refused by the server's option rules.
+MAC_BOUND_JOIN_FIELDS = {"field:mp_join_syn.address_id", "field:mp_join_syn.flags"}
 
 
 def expected(cell: Cell) -> set[str]:
@@ -208,6 +208,8 @@ def expected(cell: Cell) -> set[str]:
     if cls.startswith("JOIN[mp_join_syn,"):
         if a in UNCHECKED_JOIN_FIELDS:
             return {"unaffected"}
+        if a in MAC_BOUND_JOIN_FIELDS:
+            return {"poisoned-at-sender:join-failed", "join-refused"}
         if a == "replay":
             return {"poisoned:unexpected-record"}
         if a in ("truncate", "rst", "fin"):

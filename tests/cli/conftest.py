@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -85,6 +86,10 @@ class Processes:
 
     @staticmethod
     def interrupt(p: subprocess.Popen[str], timeout: float = 10) -> tuple[int, str, str]:
+        # A `--once` server may be exiting on its own right now; a SIGINT that lands after
+        # its handler is gone kills it with the signal. Give it a moment first.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(2)
         if p.poll() is None:
             p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=timeout)

@@ -174,3 +174,28 @@ def test_rtt_comes_from_tcp_info() -> None:
             socket.create_connection(srv.getsockname()) as c:
         rtt = tcp_rtt(c)
     assert rtt is not None and 0 <= rtt < 1.0
+
+
+def test_add_path_joins_a_running_connection() -> None:
+    async def main():
+        port = free_port()
+        cfg = ConnectionConfig(key_exchange="split-path")
+        from .harness import echo_handler
+
+        srv = await serve(echo_handler, [("127.0.0.1", port), ("127.0.0.2", port),
+                                         ("127.0.0.3", port)], cfg)
+        try:
+            stream = await connect([Path(("127.0.0.1", port), "127.0.0.1"),
+                                    Path(("127.0.0.2", port), "127.0.0.2")], cfg)
+            sid = await stream.add_path(Path(("127.0.0.3", port), "127.0.0.3"))
+            stream.write(b"z" * 1000)
+            assert await stream.readexactly(1000) == b"z" * 1000
+            states = {s["id"]: s["state"] for s in stream.subflow_stats()}
+            stream.close()
+            await stream.wait_closed(10)
+            return sid, states
+        finally:
+            srv.close()
+
+    sid, states = run(main())
+    assert sid == 2 and states[2] == "established"

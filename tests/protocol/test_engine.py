@@ -223,3 +223,39 @@ def test_poisoned_address_pair_rejoin_policy(policy: str) -> None:
         again = lb.open(2)
         lb.pump()
         assert lb.client.subflows[again].state.value == "established"
+
+
+def test_join_mac_binds_the_backup_flag_and_address_id() -> None:
+    from mptcpsec.wire.header import HEADER_LEN
+    from mptcpsec.wire.options import MpJoinSyn, decode_options, encode_options
+
+    lb = established()
+    sid = lb.open(2)
+    out = dict(lb.client.data_to_send(lb.now))
+    syn_record = bytearray(out[sid])
+    opt_len = syn_record[3]
+    opts = decode_options(bytes(syn_record[HEADER_LEN:HEADER_LEN + opt_len]))
+    assert isinstance(opts[0], MpJoinSyn) and not opts[0].backup
+    from dataclasses import replace
+
+    forged = encode_options([replace(opts[0], backup=True), *opts[1:]])  # attacker demotes it
+    syn_record[HEADER_LEN:HEADER_LEN + opt_len] = forged
+    lb.deliver_raw(lb.links[sid], bytes(syn_record))
+    lb.pump()
+    client_sub = lb.client.subflows[sid]
+    assert client_sub.state.value == "poisoned" and "join" in client_sub.reason
+    assert lb.server.subflows.get(1) is None or lb.server.subflows[1].state.value != "established"
+
+
+def test_a_failed_join_does_not_lock_the_pair_out() -> None:
+    lb = established()
+    sid = lb.open(2)
+    out = dict(lb.client.data_to_send(lb.now))
+    bad = bytearray(out[sid])
+    bad[-1] ^= 0x01  # corrupt the client nonce: the join cannot complete
+    lb.deliver_raw(lb.links[sid], bytes(bad))
+    lb.pump()
+    assert lb.client.subflows[sid].state.value in ("poisoned", "failed")
+    again = lb.open(2)  # the same address pair joins fine afterwards
+    lb.pump()
+    assert lb.client.subflows[again].state.value == "established"
