@@ -192,3 +192,15 @@ def test_send_buffer_chunks_stay_valid_after_acks_and_writes() -> None:
     sb.write(bytearray(40_000))
     assert sb.next_chunk(10) == (50_100, bytes(10))
     assert first[1] == big[:30_000] and rest[1] == big[30_000:] + small
+
+
+@settings(max_examples=200, deadline=None)
+@given(ack=U64, edge=U64)
+def test_packed_ack_and_data_template_equal_the_codec(ack: int, edge: int) -> None:
+    from mptcpsec.protocol.connection import _DATA_OPTS, _ack_spec
+    from mptcpsec.wire.records import control_spec
+
+    assert _ack_spec(ack, edge) == control_spec([Dss(data_ack=ack), MpsWindow(edge)])
+    packed = _DATA_OPTS.pack(30, 26, 0x20, 0x0F, ack, 0, 0, 0, 30, 12, 0xF1, 0, edge)
+    assert packed == encode_options([Dss(data_ack=ack, dsn=0, ssn=0, data_len=0),
+                                     MpsWindow(edge)])
