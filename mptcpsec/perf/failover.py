@@ -310,6 +310,7 @@ def plot(rep: FailoverReport, out_dir: str) -> str:
         ax1.grid(alpha=0.3)
     vals = [r.failover_ms for r in rep.runs if r.failover_ms is not None]
     ax2.bar(range(1, len(vals) + 1), vals, color="tab:blue")
+    ax2.set_xticks(range(1, len(vals) + 1))
     ax2.axhline(rep.target_ms, color="tab:red", linestyle="--",
                 label=f"target 2 RTT + 10 ms = {rep.target_ms:g} ms")
     ax2.axhline(1.5 * rep.config.rtt_ms, color="gray", linestyle=":",

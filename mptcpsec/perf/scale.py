@@ -268,7 +268,8 @@ def plot(rep: ScaleReport, out_dir: str) -> str:
     ax1.set_title("Memory of idle connections")
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
-    labels = ["server idle", "client idle", "server after echo", "client after echo"]
+    labels = ["server idle", "client idle", "server idle after echo\n(after malloc_trim)",
+              "client idle after echo\n(after malloc_trim)"]
     vals = [rep.server_idle_kib_per_conn, rep.client_idle_kib_per_conn,
             rep.server_after_kib_per_conn, rep.client_after_kib_per_conn]
     report.barh(ax2, labels, vals, "KiB per connection")
