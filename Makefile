@@ -34,8 +34,15 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mptcpsec demo
 
+# Full-size runs of every benchmark; tables on stdout, JSON and PNG files in $(BENCH_OUT)
+# (`make bench BENCH_OUT=papers/figures` refreshes the figures of papers/EXPERIMENTS.md).
+BENCH_OUT ?= out/bench
 bench: $(STAMP)
 	$(VENV)/bin/mptcpsec bench crypto
+	$(VENV)/bin/mptcpsec bench transfer --out $(BENCH_OUT)
+	$(VENV)/bin/mptcpsec bench failover --out $(BENCH_OUT)
+	$(VENV)/bin/mptcpsec bench handshake --out $(BENCH_OUT)
+	$(VENV)/bin/mptcpsec bench scale --out $(BENCH_OUT)
 	$(PY) -m pytest bench -q --benchmark-only
 
 lint: $(STAMP)

@@ -80,3 +80,10 @@ def test_bench_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "transfer", "--bytes", "lots"])
     assert "not a size" in capsys.readouterr().err
+
+
+def test_engine_transfer_smoke() -> None:
+    from mptcpsec.perf.engine import engine_transfer
+
+    r = engine_transfer(3_000_000, subflows=2, max_record=4096)
+    assert r.nbytes == 3_000_000 and r.client_seconds > 0 and r.server_seconds > 0
