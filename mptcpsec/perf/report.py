@@ -105,18 +105,26 @@ def save_figure(fig: Any, out_dir: str | os.PathLike[str], name: str) -> Path:
 
 
 def barh(ax: Any, labels: Sequence[str], values: Sequence[float], xlabel: str,
-         highlight: Sequence[bool] | None = None) -> None:
-    """Horizontal bars, first label at the top, each bar annotated with its value."""
+         highlight: Sequence[bool] | None = None,
+         spread: Sequence[tuple[float, float]] | None = None) -> None:
+    """Horizontal bars, first label at the top, each bar annotated with its value;
+    `spread` (lowest, highest run) is drawn as a whisker."""
     ys = list(range(len(labels)))[::-1]
     colors = ["tab:blue" if not highlight or highlight[i] else "tab:gray"
               for i in range(len(labels))]
-    ax.barh(ys, values, color=colors)
+    xerr = None
+    if spread:
+        xerr = [[max(0.0, v - lo) for v, (lo, _) in zip(values, spread, strict=True)],
+                [max(0.0, hi - v) for v, (_, hi) in zip(values, spread, strict=True)]]
+    ax.barh(ys, values, color=colors, xerr=xerr, ecolor="black", capsize=2)
     ax.set_yticks(ys, labels)
     ax.set_xlabel(xlabel)
-    top = max([v for v in values if v == v] or [1.0])
-    for y, v in zip(ys, values, strict=True):
+    top = max([v for v in values if v == v] + [hi for _, hi in spread or []] or [1.0])
+    ends = [max(v, hi) for v, (_, hi) in zip(values, spread, strict=True)] if spread \
+        else list(values)
+    for y, v, end in zip(ys, values, ends, strict=True):
         if v == v:  # not NaN
-            ax.text(v + top * 0.01, y, f"{v:,.0f}" if v >= 10 else f"{v:.2f}", va="center",
-                    fontsize=8)
+            ax.text(end + top * 0.015, y, f"{v:,.0f}" if v >= 10 else f"{v:.2f}",
+                    va="center", fontsize=8)
     ax.set_xlim(0, top * 1.15)
     ax.grid(axis="x", alpha=0.3)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -88,8 +87,9 @@ def _client_rss(trim: bool = False) -> tuple[int, int]:
 
 async def _echo(stream: MptcpsecStream, payload: bytes, chunk: int) -> bool:
     """Send the payload, read the echo; True if it came back intact."""
-    got = hashlib.sha256()
+    expect = memoryview(payload)
     n = 0
+    intact = True
 
     async def writer() -> None:
         view = memoryview(payload)
@@ -103,12 +103,12 @@ async def _echo(stream: MptcpsecStream, payload: bytes, chunk: int) -> bool:
             data = await stream.read(1 << 16)
             if not data:
                 break
-            got.update(data)
+            intact = intact and expect[n:n + len(data)] == data
             n += len(data)
         await task
     finally:
         task.cancel()
-    return n == len(payload) and got.digest() == hashlib.sha256(payload).digest()
+    return intact and n == len(payload)
 
 
 async def _run(cfg: ScaleConfig, server: ServerProcess, keys: PeerKeys,

@@ -258,13 +258,17 @@ def plot(rep: TransferReport, out_dir: str) -> str:
     fig, axes = plt.subplots(1, 2 if sweep else 1, figsize=(12 if sweep else 7, 4.2),
                              squeeze=False)
     ax = axes[0][0]
-    report.barh(ax, [r.label for r in peers], [r.MBps for r in peers], "MB/s (median)",
-                [r.peer == "mptcpsec" for r in peers])
+    report.barh(ax, [r.label for r in peers], [r.MBps for r in peers],
+                "MB/s (median; whiskers: slowest and fastest run)",
+                [r.peer == "mptcpsec" for r in peers],
+                [(min(r.runs), max(r.runs)) for r in peers])
     ax.set_title(f"One-way bulk, {rep.config.nbytes / MB:g} MB over loopback")
     if sweep:
         ax = axes[0][1]
-        ax.plot([r.max_record for r in sweep], [r.MBps for r in sweep], "o-",
-                label=f"mptcpsec {rep.config.sweep_subflows} subflows {AES}")
+        ax.errorbar([r.max_record for r in sweep], [r.MBps for r in sweep],
+                    yerr=[[r.MBps - min(r.runs) for r in sweep],
+                          [max(r.runs) - r.MBps for r in sweep]], fmt="o-", capsize=3,
+                    label=f"mptcpsec {rep.config.sweep_subflows} subflows {AES}")
         for r, style in ((next((r for r in peers if r.peer == "tls"), None), "--"),
                          (next((r for r in peers if r.peer == "tcp"), None), ":")):
             if r is not None:
