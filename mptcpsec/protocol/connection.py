@@ -487,8 +487,11 @@ class Connection:
             raise ConnectionError_(f"subflow {sid} cannot update its key now")
         self._key_update(sub)
 
-    def data_to_send(self, now: float) -> list[tuple[int, bytes]]:
-        """Bytes to write per subflow (records sealed just now), in order."""
+    def data_to_send(self, now: float) -> list[tuple[int, bytes | bytearray]]:
+        """Bytes to write per subflow (records sealed just now), in order.
+
+        Each buffer is handed over (the engine keeps no reference to it), not copied.
+        """
         self._now = now
         if self.state in (ConnectionState.ESTABLISHED, ConnectionState.CLOSING):
             self._schedule_data()
@@ -497,8 +500,8 @@ class Connection:
         for sub in self.subflows.values():
             self._flush_control(sub)
             if sub.out:
-                out.append((sub.id, bytes(sub.out)))
-                sub.out.clear()
+                out.append((sub.id, sub.out))
+                sub.out = bytearray()
             if sub.action and not sub.action_taken:
                 sub.action_taken = True
                 self._commands.append(CloseSubflow(sub.id, reset=sub.action == "reset"))
