@@ -274,6 +274,7 @@ def plot(rep: ScaleReport, out_dir: str) -> str:
             rep.server_after_kib_per_conn, rep.client_after_kib_per_conn]
     report.barh(ax2, labels, vals, "KiB per connection")
     ax2.axvline(64, color="tab:red", linestyle="--", label="target 64 KiB")
+    ax2.set_xlim(0, max(ax2.get_xlim()[1], 64 * 1.3))
     ax2.set_title(f"{rep.connections_opened} connections: echo {rep.echo_MBps:g} MB/s, "
                   f"{len(rep.errors)} errors")
     ax2.legend(fontsize=8)
