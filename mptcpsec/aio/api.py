@@ -285,8 +285,12 @@ class MptcpsecServer:
         assert proto.transport is not None
         local = proto.transport.get_extra_info("sockname")
         remote = proto.transport.get_extra_info("peername")
-        if not self.endpoint.accept(proto, (local[0], local[1]), (remote[0], remote[1]),
-                                    self._loop.time()):
+        accepted = self.endpoint.accept(proto, (local[0], local[1]), (remote[0], remote[1]),
+                                        self._loop.time())
+        for old in self.endpoint.pop_evicted():
+            if isinstance(old, SubflowProtocol) and old.transport is not None:
+                old.transport.abort()
+        if not accepted:
             proto.transport.abort()
             return
         proto.on_data = self._pending_data

@@ -379,7 +379,8 @@ class Connection:
         if sub is None:
             return
         if rtt is not None:
-            sub.rtt = rtt
+            sub.kernel_rtt = rtt
+            sub.rtt = max(rtt, sub.srtt or 0.0)
         if send_space is not None:
             sub.send_space = send_space
 
@@ -1182,6 +1183,12 @@ class Connection:
         for s in self.subflows.values():
             while s.inflight and s.inflight[0].end <= base:
                 s.inflight.popleft()
+            if s.rtt_probe is not None and s.rtt_probe[0] <= base:
+                # Round trip of this path as the sender sees it, relays and queues included.
+                sample = self._now - s.rtt_probe[1]
+                s.srtt = sample if s.srtt is None else 0.875 * s.srtt + 0.125 * sample
+                s.rtt = max(s.kernel_rtt, s.srtt)
+                s.rtt_probe = None
             if s.fin_inflight and sb.fin_acked(data_ack):
                 s.fin_inflight = False
         self._maybe_close_subflows()
@@ -1383,6 +1390,9 @@ class Connection:
         sub.send_space = max(0, sub.send_space - len(wire))
         sub.records_sent += nrec
         sub.bytes_sent += len(data)
+        if sub.rtt_probe is None and self.sendbuf is not None \
+                and dsn + len(data) > self.sendbuf.base:
+            sub.rtt_probe = (dsn + len(data), self._now)
         if not sub.inflight and not sub.fin_inflight:
             sub.last_progress = self._now  # an idle path's progress clock starts now
         sub.inflight.append(Range(dsn, dsn + len(data)))

@@ -60,6 +60,7 @@ class ServerEndpoint:
         self.max_pending = max_pending
         self.max_connections = max_connections
         self._pending: dict[Hashable, _Pending] = {}
+        self._evicted: list[Hashable] = []
         #: JOINs that may have overtaken the last handshake message of their connection
         #: on another path: (pending, decoded options, body, bytes after the record).
         self._parked: dict[Hashable, tuple[_Pending, list, bytes, bytearray]] = {}
@@ -73,12 +74,26 @@ class ServerEndpoint:
         return list(self._by_hid.values())
 
     def accept(self, handle: Hashable, local: Address, remote: Address, now: float) -> bool:
-        """A socket was accepted; False means refuse it (too many pending)."""
+        """A socket was accepted; False means refuse it (no room even after eviction).
+
+        When the pending table is full, the oldest socket that has not completed its first
+        record is evicted (see `pop_evicted`): a flood of silent connections then cannot
+        lock out a client that sends its first record at once.
+        """
         self.forget_ended()
         if len(self._pending) + len(self._parked) >= self.max_pending:
-            return False
+            if not self._pending:
+                return False
+            oldest = min(self._pending, key=lambda h: self._pending[h].deadline)
+            del self._pending[oldest]
+            self._evicted.append(oldest)
         self._pending[handle] = _Pending(local, remote, now + self.config.handshake_timeout)
         return True
+
+    def pop_evicted(self) -> list[Hashable]:
+        """Sockets evicted from the full pending table since the last call (to be reset)."""
+        out, self._evicted = self._evicted, []
+        return out
 
     def drop(self, handle: Hashable) -> None:
         self._pending.pop(handle, None)

@@ -57,7 +57,10 @@ class Subflow:
     early_recv: bool = False  # server: opening with join early keys
     inflight: deque[Range] = field(default_factory=deque)  # DSN ranges not yet DATA_ACKed
     fin_inflight: bool = False
-    rtt: float = 0.0
+    rtt: float = 0.0  # what the scheduler uses: max(kernel RTT, engine-measured RTT)
+    kernel_rtt: float = 0.0  # TCP_INFO of this socket (blind to relays that ACK at once)
+    srtt: float | None = None  # from data sent here to the DATA_ACK that covers it
+    rtt_probe: tuple[int, float] | None = None  # (DSN end, send time) being timed
     send_space: int = 1 << 20  # what the socket accepts now; the adapter keeps it current
     reason: str = ""
     close_sent: bool = False

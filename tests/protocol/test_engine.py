@@ -259,3 +259,45 @@ def test_a_failed_join_does_not_lock_the_pair_out() -> None:
     again = lb.open(2)  # the same address pair joins fine afterwards
     lb.pump()
     assert lb.client.subflows[again].state.value == "established"
+
+
+def test_engine_measures_each_paths_round_trip() -> None:
+    """The RTT the scheduler uses covers the whole path, not just the first TCP hop."""
+    lb = established(psk_config(scheduler="round-robin"))
+    sid = lb.open(2)
+    lb.pump()
+    lb.client.update_path(0, rtt=0.0001)  # kernel RTTs: both tiny (say, relays ACK at once)
+    lb.client.update_path(sid, rtt=0.0001)
+    for _ in range(6):
+        lb.client.send(b"a" * 100_000)
+        out = lb.client.data_to_send(lb.now)
+        # Path 0 answers after 2 ms, path 2 after 40 ms.
+        for s, data in out:
+            lb.links[s].c2s.append(data)
+        lb.now += 0.002
+        for s, data in out:
+            if s == 0:
+                lb.deliver_raw(lb.links[s], data)
+        lb.pump(hold={sid})
+        lb.now += 0.038
+        for s, data in out:
+            if s == sid:
+                lb.deliver_raw(lb.links[s], data)
+        lb.pump()
+        lb.now += 0.01
+    fast, slow = lb.client.subflows[0], lb.client.subflows[sid]
+    assert fast.srtt is not None and slow.srtt is not None
+    assert slow.rtt > 5 * fast.rtt
+    assert slow.stats()["rtt_ms"] > 10
+
+
+def test_full_pending_table_evicts_the_oldest_silent_socket() -> None:
+    from mptcpsec.protocol.endpoint import ServerEndpoint
+
+    ep = ServerEndpoint(psk_config(), max_pending=3)
+    for i in range(3):
+        assert ep.accept(f"silent{i}", ("127.0.0.1", 7000), ("127.0.0.9", 1000 + i), float(i))
+    assert ep.pop_evicted() == []
+    assert ep.accept("fresh", ("127.0.0.1", 7000), ("127.0.0.1", 2000), 3.0)
+    assert ep.pop_evicted() == ["silent0"]  # the oldest made room; the table stays bounded
+    assert len(ep._pending) == 3
