@@ -20,6 +20,9 @@ from ..protocol.connection import CloseSubflow, Connection, OpenSubflow
 from ..protocol.events import ConnectionTerminated, Event, HandshakeCompleted, TraceWriter
 from ..wire.pcap import RecordSink
 
+#: Events a driver keeps for `stream.events` (the oldest are dropped beyond it; a trace
+#: file keeps them all).
+MAX_EVENTS = 10_000
 #: Bytes queued in a socket's transport before the engine stops scheduling on it.
 SOCKET_HIGH_WATER = 512 * 1024
 _TCP_INFO_RTT_OFFSET = 68  # struct tcp_info: 8 bytes of u8 fields, then u32s; tcpi_rtt is #16
@@ -219,8 +222,14 @@ class ConnectionDriver:
                         self.tap.feed(sid, self._client, data)
             while (cmd := self.conn.next_command()) is not None:
                 self._run(cmd)
+            for sid in [s for s, p in self.protocols.items()
+                        if s not in self.conn.subflows and p.transport is not None
+                        and p.transport.is_closing()]:
+                del self.protocols[sid]  # the engine forgot this ended subflow
             while (event := self.conn.next_event()) is not None:
                 self.events.append(event)
+                if len(self.events) > MAX_EVENTS:
+                    del self.events[:len(self.events) - MAX_EVENTS]
                 if self.trace is not None:
                     self.trace.write(event)
                 for fn in self._event_listeners:

@@ -95,6 +95,8 @@ from .subflow import format_address as _fmt
 from .tls_stream import TlsOverStream, TlsStreamError
 
 JOIN_NONCE_LEN = 32
+#: Ended subflows a connection remembers (for statistics) before forgetting the oldest.
+MAX_ENDED_SUBFLOWS = 16
 MAC_LEN = 32
 _PROTECTED = type_mask([RecordType.DATA, RecordType.CONTROL, RecordType.KEY_UPDATE,
                         RecordType.CLOSE])
@@ -506,7 +508,19 @@ class Connection:
             if sub.action and not sub.action_taken:
                 sub.action_taken = True
                 self._commands.append(CloseSubflow(sub.id, reset=sub.action == "reset"))
+        self._prune_ended()
         return out
+
+    def _prune_ended(self) -> None:
+        """Forget all but the last MAX_ENDED_SUBFLOWS ended subflows.
+
+        A long-lived connection whose paths fail and come back would otherwise keep every
+        dead subflow (and the adapter its socket object) for its whole life.
+        """
+        ended = [s for s in self.subflows.values()
+                 if s.state.ended and s.action_taken and not s.out and not s.inflight]
+        for sub in ended[:max(0, len(ended) - MAX_ENDED_SUBFLOWS)]:
+            del self.subflows[sub.id]
 
     def get_timer(self) -> float | None:
         deadlines = [d for d in (self._ack_deadline, self.handshake_deadline) if d is not None]

@@ -301,3 +301,22 @@ def test_full_pending_table_evicts_the_oldest_silent_socket() -> None:
     assert ep.accept("fresh", ("127.0.0.1", 7000), ("127.0.0.1", 2000), 3.0)
     assert ep.pop_evicted() == ["silent0"]  # the oldest made room; the table stays bounded
     assert len(ep._pending) == 3
+
+
+def test_ended_subflows_are_forgotten_beyond_a_bound() -> None:
+    from mptcpsec.protocol.connection import MAX_ENDED_SUBFLOWS
+
+    lb = established(psk_config(max_subflows=64))
+    for _ in range(MAX_ENDED_SUBFLOWS + 10):  # a path that keeps failing and coming back
+        sid = lb.open(2)
+        lb.pump()
+        assert lb.client.subflows[sid].state.value == "established"
+        lb.client.transport_closed(sid, lb.now, reset=True)
+        lb.links[sid].closed = True
+        lb.pump()
+    ended = [s for s in lb.client.subflows.values() if s.state.ended]
+    assert len(ended) <= MAX_ENDED_SUBFLOWS
+    assert lb.client.subflows[0].state.value == "established"
+    lb.client.send(b"still fine")
+    lb.pump()
+    assert lb.server.read() == b"still fine"
