@@ -96,7 +96,7 @@ from .tls_stream import TlsOverStream, TlsStreamError
 
 JOIN_NONCE_LEN = 32
 #: Ended subflows a connection remembers (for statistics) before forgetting the oldest.
-MAX_ENDED_SUBFLOWS = 16
+MAX_ENDED_SUBFLOWS = 4
 MAC_LEN = 32
 _PROTECTED = type_mask([RecordType.DATA, RecordType.CONTROL, RecordType.KEY_UPDATE,
                         RecordType.CLOSE])
