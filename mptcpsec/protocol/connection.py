@@ -1446,22 +1446,11 @@ class Connection:
 
     def _maybe_close_subflows(self) -> None:
         """Both DATA_FINs done: send CLOSE on every subflow (then TCP FIN)."""
-        sb, rb = self.sendbuf, self.recvbuf
-        if sb is None or rb is None or self.ended:
-            return
-        if not (self._fin_sent and sb.fin_acked(sb.base + (1 if sb.unacked == 0 else 0))
-                and sb.unacked == 0):
-            return
-        if not (rb.fin_dsn is not None and rb.next_dsn >= rb.fin_dsn):
-            return
-        if any(s.fin_inflight for s in self.subflows.values()):
+        if self.ended or not self._streams_done():
             return
         for sub in self.subflows.values():
-            if sub.state is SubflowState.ESTABLISHED and not sub.close_sent:
-                sub.control.append(close_spec(self._ack_value()))
-                sub.close_sent = True
-                sub.state = SubflowState.CLOSING
-                self._flush_control(sub)
+            if sub.state is SubflowState.ESTABLISHED:
+                self._close_subflow(sub)
         self._check_done()
 
     def _streams_done(self) -> bool:

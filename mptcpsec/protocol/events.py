@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, TextIO
 
 
@@ -117,7 +117,3 @@ class TraceWriter:
         record.update(event.to_dict())
         self._stream.write(json.dumps(record, default=str) + "\n")
         self._stream.flush()
-
-
-def event_fields(cls: type[Event]) -> list[str]:
-    return [f.name for f in fields(cls)]
