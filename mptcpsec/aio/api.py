@@ -21,6 +21,7 @@ from ..protocol.endpoint import Rejected, Routed, ServerEndpoint
 from ..protocol.events import ConnectionTerminated, Event, HandshakeCompleted, TraceWriter
 from ..wire.pcap import RecordSink
 from .driver import ConnectionDriver, RecordTap, SubflowProtocol
+from .keylog import open_key_log, with_key_log
 
 Address = tuple[str, int]
 #: Pending TCP connections per listening socket (asyncio's default of 100 is what a flood
@@ -160,13 +161,14 @@ async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
                   join_timeout: float = 5.0, sink: RecordSink | None = None) -> MptcpsecStream:
     """Open a connection over `paths`; returns once the key exchange is done.
 
-    The first path (the first two for split-path) carry the key exchange; the others join
+    The first path (the first two for split-path) carry the key exchange (its key log, if
+    the config sets none, is ``$SSLKEYLOGFILE`` when set); the others join
     afterwards. Addresses the server announces are joined from every local address in use
     unless `config.join_announced` is False. `sink` (`mptcpsec.wire.pcap.open_sink`) gets
     every record on the wire, for a pcap or a records trace; capture subflow ids are the
     connection's subflow ids.
     """
-    config = config or ConnectionConfig()
+    config = with_key_log(config or ConnectionConfig(), open_key_log())
     config.validate()
     if not paths:
         raise ConfigError("give at least one path")
@@ -392,8 +394,10 @@ async def serve(handler: Handler, listen: Sequence[Address],
     """Listen on every address in `listen` and run `handler(stream)` per connection.
 
     `sink` captures every record (capture subflow id = 1000 x connection index + id).
+    A key exchange without a key log writes to ``$SSLKEYLOGFILE`` when it is set (as
+    `connect` does; papers/SPEC.md section 7.5).
     """
-    config = config or ConnectionConfig()
+    config = with_key_log(config or ConnectionConfig(), open_key_log())
     server = MptcpsecServer(handler, config, trace, sink)
     await server.start(listen)
     return server

@@ -151,7 +151,7 @@ def add_connection_args(p: argparse.ArgumentParser, role: str) -> None:
         g.add_argument("--require-identity", action="store_true",
                        help="split-path: refuse servers without an identity key")
     g.add_argument("--keylog", metavar="FILE", help="append connection secrets (key log) "
-                   "to FILE, for `mptcpsec pcap --keylog`")
+                   "to FILE, for `mptcpsec pcap --keylog` (default: $SSLKEYLOGFILE if set)")
     t = p.add_argument_group("transport")
     t.add_argument("--scheduler", choices=SCHEDULERS, default="lowest-rtt",
                    help="which subflow carries the next records (default: %(default)s)")
@@ -198,13 +198,15 @@ def build_config(args: argparse.Namespace, role: str,
     cfg = ConnectionConfig(mode=args.mode, key_exchange=args.key_exchange,
                            algorithm=Algorithm(args.algorithm), scheduler=args.scheduler)
     kx = args.key_exchange
+    key_log = _key_log(args)
     if kx == "psk" and args.mode == "mptcpsec":
-        from ..crypto.psk import PskConfig, load_psk
+        from ..aio.stores import load_psk
+        from ..crypto.psk import PskConfig
 
         secret = load_psk(args.psk_file)
-        cfg.psk = PskConfig(r, secret, args.psk_identity.encode(), args.keylog)
+        cfg.psk = PskConfig(r, secret, args.psk_identity.encode(), key_log)
     if (kx == "tls" and args.mode == "mptcpsec") or args.mode == "tls-over-plain":
-        cfg.tls = _tls_config(args, r, first_remote, info)
+        cfg.tls = _tls_config(args, r, first_remote, info, key_log)
     if kx == "split-path" and args.mode == "mptcpsec":
         from ..crypto.splitpath import SplitPathConfig, identity_public_key
 
@@ -212,13 +214,16 @@ def build_config(args: argparse.Namespace, role: str,
             seed = load_identity(args.identity) if args.identity else None
             if seed is not None:
                 info["identity"] = identity_public_key(seed).hex()
-            cfg.split_path = SplitPathConfig(r, identity_seed=seed, keylog_file=args.keylog)
+            cfg.split_path = SplitPathConfig(r, identity_seed=seed, keylog_file=key_log)
         else:
             name = args.server_name or (f"{first_remote[0]}:{first_remote[1]}"
                                         if first_remote else None)
-            cfg.split_path = SplitPathConfig(r, known_hosts=args.known_hosts, server_name=name,
+            from ..aio.stores import FileKnownHosts
+
+            known = FileKnownHosts(args.known_hosts) if args.known_hosts else None
+            cfg.split_path = SplitPathConfig(r, known_hosts=known, server_name=name,
                                              require_identity=args.require_identity,
-                                             keylog_file=args.keylog)
+                                             keylog_file=key_log)
     try:
         cfg.validate()
     except ValueError as exc:
@@ -226,8 +231,19 @@ def build_config(args: argparse.Namespace, role: str,
     return cfg, info
 
 
+def _key_log(args: argparse.Namespace) -> Any:
+    """The key log to write: --keylog FILE, else $SSLKEYLOGFILE, else none."""
+    from ..aio.keylog import open_key_log
+    from ..crypto.keylog import KeyLogError
+
+    try:
+        return open_key_log(getattr(args, "keylog", None))
+    except KeyLogError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _tls_config(args: argparse.Namespace, role: Any, first_remote: tuple[str, int] | None,
-                info: dict[str, Any]) -> Any:
+                info: dict[str, Any], key_log: Any = None) -> Any:
     from ..crypto.tls_keys import TlsConfig
 
     if bool(args.cert) != bool(args.key):
@@ -241,6 +257,7 @@ def _tls_config(args: argparse.Namespace, role: Any, first_remote: tuple[str, in
             raise CliError(f"--pin: {exc} (64 hex digits, colons allowed)") from None
     cert = _read(args.cert, "certificate") if args.cert else None
     key = _read(args.key, "private key") if args.key else None
+    ca = _read(args.cafile, "CA file") if args.cafile else None
     if role.value == "server":
         if cert is None:
             from ..crypto.certs import generate_self_signed
@@ -253,15 +270,15 @@ def _tls_config(args: argparse.Namespace, role: Any, first_remote: tuple[str, in
         info["fingerprint"] = fingerprint_sha256(cert)
         if args.client_cert and not (args.cafile or args.pin):
             raise CliError("--client-cert needs --cafile or --pin to verify clients with")
-        return TlsConfig(role, cert_pem=cert, key_pem=key, cafile=args.cafile,
+        return TlsConfig(role, cert_pem=cert, key_pem=key, ca_pem=ca,
                          pin_sha256=args.pin, require_client_cert=args.client_cert,
-                         keylog_file=args.keylog)
+                         keylog_file=key_log)
     if not (args.cafile or args.pin):
         raise CliError("tls: give --pin SHA256 (the fingerprint `mptcpsec serve` prints) or "
                        "--cafile PEM to verify the server")
     name = args.server_name or (first_remote[0] if first_remote else None)
-    return TlsConfig(role, cert_pem=cert, key_pem=key, cafile=args.cafile, pin_sha256=args.pin,
-                     server_name=name, keylog_file=args.keylog)
+    return TlsConfig(role, cert_pem=cert, key_pem=key, ca_pem=ca, pin_sha256=args.pin,
+                     server_name=name, keylog_file=key_log)
 
 
 # ------------------------------------------------------------------ running

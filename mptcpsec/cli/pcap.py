@@ -112,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _keylog_transform(trace: str, keylog_file: str) -> RecordDecryptor:
     """Decrypt the trace's records with the connection secret found in a key log."""
-    from ..crypto.keylog import load_keylog
+    from ..aio.keylog import load_keylog
     from ..wire.decrypt import KeylogKeys
 
     with open(trace, encoding="utf-8") as f:

@@ -1,8 +1,9 @@
 """Certificates for ``tls`` mode demos and tests, made with ``cryptography``.
 
 A self-signed certificate (pin its fingerprint), or a small CA that issues server and client
-certificates (verify with the CA file). Private keys stay in memory unless ``write`` is
-called; ``repr`` never shows them.
+certificates (verify with the CA certificate); and the loaders that give PEM bytes to an
+OpenSSL context. Nothing here touches a file: private keys stay in memory, and ``repr``
+never shows them.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import SSL, crypto
 
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "127.0.0.2", "::1")
 
@@ -38,13 +39,6 @@ class CertificateBundle:
     @property
     def certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_pem)
-
-    def write(self, certfile: str | os.PathLike[str], keyfile: str | os.PathLike[str]) -> None:
-        """Write the certificate (0644) and the private key (0600)."""
-        Path(certfile).write_bytes(self.cert_pem)
-        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(self.key_pem)
 
     def __repr__(self) -> str:
         return f"CertificateBundle(fingerprint={self.fingerprint}, key=<hidden>)"
@@ -184,3 +178,47 @@ def hostname_matches(cert: x509.Certificate, name: str) -> bool:
         elif labels == want:
             return True
     return False
+
+
+# --------------------------------------------------------------------------- loaders
+# Certificates and keys reach the TLS code as bytes: the caller (CLI, adapter, a program)
+# reads the files, so crypto/ and protocol/ never open one (papers/SPEC.md section 7.2).
+
+
+def load_certificate_chain(pem: bytes) -> list[x509.Certificate]:
+    """Every certificate in PEM ``pem``, leaf first; ValueError if there is none."""
+    certs = x509.load_pem_x509_certificates(bytes(pem))
+    if not certs:
+        raise ValueError("no certificate in PEM data")
+    return certs
+
+
+def load_private_key(pem: bytes) -> PrivateKeyTypes:
+    """An unencrypted PEM private key (PKCS#8 or traditional)."""
+    return serialization.load_pem_private_key(bytes(pem), password=None)
+
+
+def use_certificate(ctx: SSL.Context, cert_pem: bytes, key_pem: bytes) -> None:
+    """Make ``ctx`` present ``cert_pem`` (leaf, then any intermediates) with ``key_pem``."""
+    leaf, *chain = load_certificate_chain(cert_pem)
+    ctx.use_certificate(leaf)
+    for extra in chain:
+        ctx.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
+    key = load_private_key(key_pem)
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey,
+                            ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey,
+                            dsa.DSAPrivateKey)):
+        raise ValueError(f"unsupported private key type {type(key).__name__}")
+    ctx.use_privatekey(key)
+    ctx.check_privatekey()
+
+
+def add_trusted_certificates(ctx: SSL.Context, ca_pem: bytes) -> int:
+    """Trust every certificate in ``ca_pem`` for peer verification; how many were added."""
+    store = ctx.get_cert_store()
+    if store is None:
+        raise ValueError("no certificate store")
+    certs = load_certificate_chain(ca_pem)
+    for cert in certs:
+        store.add_cert(crypto.X509.from_cryptography(cert))
+    return len(certs)

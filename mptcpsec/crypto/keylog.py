@@ -1,23 +1,25 @@
 """Key logging in the NSS key log format, so captures can be decrypted offline.
 
-Nothing is written unless ``SSLKEYLOGFILE`` is set (or a path is given explicitly). Lines:
+The key log is a writable text object the caller passes in (``keylog_file`` of the key
+exchange configs, as aioquic's ``secrets_log_file``): this module never opens a file or
+reads the environment. The asyncio adapter opens ``$SSLKEYLOGFILE`` or ``--keylog``
+(``mptcpsec.aio.keylog``). Lines (papers/SPEC.md section 7.5):
 
 - the standard TLS 1.3 lines OpenSSL produces (``CLIENT_HANDSHAKE_TRAFFIC_SECRET``,
   ``EXPORTER_SECRET``, ...), passed through from pyOpenSSL's key log callback;
 - one ``MPTCPSEC_SECRET <connection id hex> <connection secret hex>`` line per connection
-  and end (papers/SPEC.md section 7.5).
+  and end.
 
-``load_keylog`` parses such a file, and ``subflow_keys_from_keylog`` turns a connection id
+``parse_keylog`` parses such text, and ``subflow_keys_from_keylog`` turns a connection id
 plus the subflow's join nonces into the AEAD keys of both directions.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from mptcpsec.crypto.keyschedule import (
     SECRET_LEN,
@@ -29,52 +31,53 @@ from mptcpsec.crypto.keyschedule import (
 )
 from mptcpsec.errors import KeyExchangeError
 
-ENV_VAR = "SSLKEYLOGFILE"
 MPTCPSEC_LABEL = "MPTCPSEC_SECRET"
-
-_lock = threading.Lock()
 
 
 class KeyLogError(KeyExchangeError):
     """A key log that cannot be parsed, or a connection that is not in it."""
 
 
-def keylog_path(explicit: str | os.PathLike[str] | None = None) -> str | None:
-    """The key log file to write: ``explicit`` if given, else ``$SSLKEYLOGFILE``, else None."""
-    if explicit is not None:
-        return os.fspath(explicit)
-    value = os.environ.get(ENV_VAR)
-    return value or None
+@runtime_checkable
+class KeyLogWriter(Protocol):
+    """Where key log lines go: any text object with ``write`` (an open file, ``io.StringIO``).
+
+    Each call gets one complete line, newline included, so an append-mode file shared by
+    several connections keeps whole lines.
+    """
+
+    def write(self, line: str, /) -> object: ...
 
 
-def write_line(line: str, path: str | os.PathLike[str] | None = None) -> bool:
-    """Append one line to the key log (created 0600); a no-op returning False when disabled."""
-    target = keylog_path(path)
-    if target is None:
+def check_writer(writer: object, what: str = "keylog_file") -> KeyLogWriter | None:
+    """``writer`` if it is None or writable; a clear error for a path given by mistake."""
+    if writer is None or isinstance(writer, KeyLogWriter):
+        return writer
+    if isinstance(writer, (str, bytes, os.PathLike)):
+        raise KeyLogError(f"{what} takes an open, writable text object, not a path "
+                          f"({writer!r}): open it with mptcpsec.aio.keylog.open_key_log")
+    raise KeyLogError(f"{what} must have a write(str) method, got {type(writer).__name__}")
+
+
+def write_line(writer: KeyLogWriter | None, line: str) -> bool:
+    """Hand one line to ``writer``; a no-op returning False when key logging is off."""
+    if writer is None:
         return False
-    data = (line.rstrip("\n") + "\n").encode("ascii")
-    with _lock:
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+    writer.write(line.rstrip("\n") + "\n")
     return True
 
 
-def log_connection_secret(connection_id: bytes, secret: Secret,
-                          path: str | os.PathLike[str] | None = None) -> bool:
-    """Write the MPTCPSEC_SECRET line of one connection (only when key logging is on)."""
-    if keylog_path(path) is None:
+def log_connection_secret(writer: KeyLogWriter | None, connection_id: bytes,
+                          secret: Secret) -> bool:
+    """Write the MPTCPSEC_SECRET line of one connection (only when ``writer`` is set)."""
+    if writer is None:
         return False
-    return write_line(f"{MPTCPSEC_LABEL} {connection_id.hex()} {secret.buffer.hex()}", path)
+    return write_line(writer, f"{MPTCPSEC_LABEL} {connection_id.hex()} {secret.buffer.hex()}")
 
 
-def log_tls_line(line: bytes, path: str | os.PathLike[str] | None = None) -> bool:
+def log_tls_line(writer: KeyLogWriter | None, line: bytes) -> bool:
     """Pass one OpenSSL key log line through (the pyOpenSSL callback hands us bytes)."""
-    if keylog_path(path) is None:
-        return False
-    return write_line(line.decode("ascii", "replace"), path)
+    return write_line(writer, line.decode("ascii", "replace"))
 
 
 @dataclass(repr=False)
@@ -129,15 +132,6 @@ def parse_keylog(text: str) -> KeyLog:
         else:
             log.tls[(label, ident)] = secret
     return log
-
-
-def load_keylog(path: str | os.PathLike[str]) -> KeyLog:
-    """Read and parse a key log file."""
-    try:
-        text = Path(path).read_text(encoding="ascii", errors="replace")
-    except OSError as exc:
-        raise KeyLogError(f"cannot read key log {os.fspath(path)!r}: {exc}") from None
-    return parse_keylog(text)
 
 
 def subflow_keys_from_keylog(keylog: KeyLog, connection_id: bytes, subflow_id: int,

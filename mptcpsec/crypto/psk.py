@@ -1,9 +1,10 @@
 """``psk`` mode: a pre-shared secret, for tests and experiments.
 
-The secret comes from a file or an environment variable (hex, or ``base64:`` followed by
-base64), at least ``MIN_PSK_LEN`` bytes. It is never used as a key directly: each connection
-exchanges fresh nonces and derives its connection secret from the PSK and the transcript, so
-two connections with the same PSK never share keys (papers/SPEC.md section 7.4):
+The secret is text (hex, or ``base64:`` followed by base64; ``parse_psk``) that the caller
+reads from a file or an environment variable (``mptcpsec.aio.stores.load_psk``), at least
+``MIN_PSK_LEN`` bytes. It is never used as a key directly: each connection exchanges fresh
+nonces and derives its connection secret from the PSK and the transcript, so two
+connections with the same PSK never share keys (papers/SPEC.md section 7.4):
 
     path 0  C -> S  PSK_CLIENT_HELLO     client nonce, PSK identity
     path 0  S -> C  PSK_SERVER_HELLO     server nonce, server confirmation
@@ -16,13 +17,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mptcpsec.crypto import keylog
+from mptcpsec.crypto.keylog import KeyLogWriter
 from mptcpsec.crypto.keyschedule import Role, Secret
 from mptcpsec.crypto.kx import (
     ABORT_TYPE,
@@ -37,7 +36,6 @@ from mptcpsec.errors import KeyExchangeError
 
 MODE = "psk"
 VERSION = 1
-ENV_VAR = "MPTCPSEC_PSK"
 MIN_PSK_LEN = 16
 MAX_PSK_LEN = 1024
 NONCE_LEN = 32
@@ -85,32 +83,18 @@ def parse_psk(text: str, source: str = "pre-shared key") -> Secret:
     return Secret.adopt(raw)
 
 
-def load_psk(path: str | os.PathLike[str] | None = None, env: str | None = ENV_VAR,
-             environ: Mapping[str, str] | None = None) -> Secret:
-    """Load the PSK from ``path`` if given, else from the environment variable ``env``."""
-    if path is not None:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="ascii")
-        except FileNotFoundError:
-            raise PskMissingError(f"pre-shared key file {os.fspath(p)!r} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PskError(f"cannot read pre-shared key file {os.fspath(p)!r}: {exc}") from None
-        return parse_psk(text, f"pre-shared key file {os.fspath(p)!r}")
-    environ = os.environ if environ is None else environ
-    if env is None or not environ.get(env):
-        raise PskMissingError(f"no pre-shared key: give a file or set ${env or ENV_VAR}")
-    return parse_psk(environ[env], f"${env}")
-
-
 @dataclass
 class PskConfig:
     role: Role
     psk: Secret = field(repr=False)
     #: Names the key when a server holds several (sent in clear in PSK_CLIENT_HELLO).
     identity: bytes = b""
-    keylog_file: str | None = None
+    #: Key log lines go here (an open text file, ``io.StringIO``); None: no key log.
+    keylog_file: KeyLogWriter | None = field(default=None, repr=False, compare=False)
 
+
+    def __post_init__(self) -> None:
+        self.keylog_file = keylog.check_writer(self.keylog_file)
 
 class PskKeyExchange:
     """Sans-I/O psk exchange on subflow 0 (three messages, key confirmation both ways)."""
@@ -229,7 +213,7 @@ class PskKeyExchange:
         assert self._secrets is not None
         self._secrets.wipe_finished_keys()
         secret = self._secrets.connection_secret
-        keylog.log_connection_secret(client_nonce, secret, self.config.keylog_file)
+        keylog.log_connection_secret(self.config.keylog_file, client_nonce, secret)
         return KeyExchangeResult(mode=MODE, role=self.role, connection_secret=secret,
                                  connection_id=client_nonce, client_nonce=client_nonce,
                                  server_nonce=server_nonce)

@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
 from mptcpsec.crypto import keylog
+from mptcpsec.crypto.keylog import KeyLogWriter
 from mptcpsec.crypto.keyschedule import Role, wipe
+from mptcpsec.crypto.known_hosts import IDENTITY_LEN, KnownHosts
 from mptcpsec.crypto.kx import (
     ABORT_TYPE,
     HandshakeSecrets,
@@ -58,7 +58,6 @@ SHARE_LEN = 32
 NONCE_LEN = 32
 HASH_LEN = 32
 CONFIRM_LEN = 32
-IDENTITY_LEN = 32
 SIGNATURE_LEN = 64
 SIGNATURE_CONTEXT = b"mptcpsec split-path server signature\x00"
 
@@ -83,18 +82,27 @@ class SplitPathConfig:
     """One end of a split-path exchange.
 
     Server: ``identity_seed`` (32-byte Ed25519 seed) makes it sign the transcript.
-    Client: ``known_hosts`` (a file of ``name ed25519 hexkey`` lines) and ``server_name``
+    Client: ``known_hosts`` (a :class:`~mptcpsec.crypto.known_hosts.KnownHosts` store) and
+    ``server_name``
     (the name to look the key up under, e.g. "host:port") enable trust on first use;
     ``require_identity`` refuses servers that do not sign.
     """
 
     role: Role
     identity_seed: bytes | None = field(default=None, repr=False)
-    known_hosts: str | None = None
+    known_hosts: KnownHosts | None = None
     server_name: str | None = None
     require_identity: bool = False
-    keylog_file: str | None = None
+    #: Key log lines go here (an open text file, ``io.StringIO``); None: no key log.
+    keylog_file: KeyLogWriter | None = field(default=None, repr=False, compare=False)
 
+
+    def __post_init__(self) -> None:
+        self.keylog_file = keylog.check_writer(self.keylog_file)
+        if self.known_hosts is not None and not isinstance(self.known_hosts, KnownHosts):
+            raise KeyExchangeError("known_hosts takes a store (mptcpsec.crypto.known_hosts."
+                                   "KnownHosts, e.g. mptcpsec.aio.stores.FileKnownHosts), "
+                                   f"not {type(self.known_hosts).__name__}")
 
 def generate_identity_seed() -> bytes:
     """A fresh Ed25519 identity seed for a server (keep it secret, store it 0600)."""
@@ -110,38 +118,6 @@ def peek_session_id(message: bytes) -> bytes | None:
     if len(message) >= _PREFIX and message[0] in (CLIENT_SHARE, CLIENT_NONCE, CLIENT_FINISHED):
         return bytes(message[2:_PREFIX])
     return None
-
-
-# --------------------------------------------------------------------------- known hosts
-
-
-def load_known_hosts(path: str | os.PathLike[str]) -> dict[str, bytes]:
-    hosts: dict[str, bytes] = {}
-    p = Path(path)
-    if not p.exists():
-        return hosts
-    for lineno, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) != 3 or parts[1] != "ed25519":
-            raise KeyExchangeError(f"known_hosts line {lineno}: expected 'NAME ed25519 HEXKEY'")
-        try:
-            key = bytes.fromhex(parts[2])
-        except ValueError:
-            key = b""
-        if len(key) != IDENTITY_LEN:
-            raise KeyExchangeError(f"known_hosts line {lineno}: key is not 32 hex bytes")
-        hosts[parts[0]] = key
-    return hosts
-
-
-def remember_host(path: str | os.PathLike[str], name: str, key: bytes) -> None:
-    if any(c.isspace() for c in name) or not name:
-        raise KeyExchangeError(f"invalid known_hosts name {name!r}")
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(f"{name} ed25519 {key.hex()}\n")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -231,7 +207,7 @@ class _Base:
         self._secrets.wipe_finished_keys()
         wipe(self._private)
         secret = self._secrets.connection_secret
-        keylog.log_connection_secret(session_id, secret, self.config.keylog_file)
+        keylog.log_connection_secret(self.config.keylog_file, session_id, secret)
         return KeyExchangeResult(mode=MODE, role=self.role, connection_secret=secret,
                                  connection_id=session_id, client_nonce=client_nonce,
                                  server_nonce=server_nonce, peer_identity=peer_identity)
@@ -370,19 +346,20 @@ class SplitPathClient(_Base):
 
     def _check_identity(self, identity: bytes) -> str | None:
         cfg = self.config
+        store = cfg.known_hosts
         if not identity:
             if cfg.require_identity:
                 return "server did not prove an identity key and one is required"
-            if cfg.known_hosts and cfg.server_name and \
-                    cfg.server_name in load_known_hosts(cfg.known_hosts):
+            if store is not None and cfg.server_name and \
+                    store.get(cfg.server_name) is not None:
                 return (f"server {cfg.server_name!r} is in known_hosts but did not prove its "
                         "identity key (possible man-in-the-middle)")
             return None
-        if not (cfg.known_hosts and cfg.server_name):
+        if store is None or not cfg.server_name:
             return None
-        known = load_known_hosts(cfg.known_hosts).get(cfg.server_name)
+        known = store.get(cfg.server_name)
         if known is None:
-            remember_host(cfg.known_hosts, cfg.server_name, identity)
+            store.remember(cfg.server_name, identity)
             return None
         if not hmac.compare_digest(known, identity):
             return (f"server identity key for {cfg.server_name!r} does not match known_hosts "

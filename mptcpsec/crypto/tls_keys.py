@@ -12,15 +12,20 @@ the same way. OpenSSL's session tickets are suppressed because nothing would rea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 
 from mptcpsec.crypto import keylog
-from mptcpsec.crypto.certs import fingerprint_sha256, hostname_matches, parse_fingerprint
+from mptcpsec.crypto.certs import (
+    add_trusted_certificates,
+    fingerprint_sha256,
+    hostname_matches,
+    parse_fingerprint,
+    use_certificate,
+)
 from mptcpsec.crypto.exporter import EXPORTER_LEN, MPTCPSEC_EXPORTER_LABEL
+from mptcpsec.crypto.keylog import KeyLogWriter
 from mptcpsec.crypto.keyschedule import Role, derive_connection_secret, wipe
 from mptcpsec.crypto.kx import MAX_MESSAGE_LEN, KeyExchangeResult, Step
 from mptcpsec.errors import KeyExchangeError
@@ -47,30 +52,32 @@ _X509_ERRORS = {
 class TlsConfig:
     """Configuration of one end of a ``tls`` key exchange.
 
-    Own certificate: ``certfile``/``keyfile`` paths or ``cert_pem``/``key_pem`` bytes
-    (required for a server, optional for a client). Peer verification: ``cafile``/``ca_pem``
-    (chain, and for a client the host name ``server_name``) or ``pin_sha256`` (the peer
-    leaf's SHA-256 fingerprint; the chain is then not consulted).
+    Own certificate: ``cert_pem`` (leaf first, then intermediates) and ``key_pem`` bytes
+    (required for a server, optional for a client). Peer verification: ``ca_pem`` (trusted
+    certificates; for a client also the host name ``server_name``) or ``pin_sha256`` (the
+    peer leaf's SHA-256 fingerprint; the chain is then not consulted). The caller reads any
+    files (papers/SPEC.md section 7.2): nothing here opens one.
     """
 
     role: Role
-    certfile: str | None = None
-    keyfile: str | None = None
     cert_pem: bytes | None = None
     key_pem: bytes | None = None
-    cafile: str | None = None
     ca_pem: bytes | None = None
     pin_sha256: str | bytes | None = None
     server_name: str | None = None
     require_client_cert: bool = False
     #: TLS 1.3 suites, OpenSSL syntax (e.g. "TLS_AES_128_GCM_SHA256"); None = defaults.
     ciphersuites: str | None = None
-    keylog_file: str | None = None
+    #: Key log lines go here (an open text file, ``io.StringIO``); None: no key log.
+    keylog_file: KeyLogWriter | None = field(default=None, repr=False, compare=False)
     #: Keep OpenSSL's exporter_master_secret (from the key log callback) for diagnostics.
     capture_exporter_secret: bool = False
 
+    def __post_init__(self) -> None:
+        self.keylog_file = keylog.check_writer(self.keylog_file)
+
     def __repr__(self) -> str:
-        return (f"TlsConfig(role={self.role.value!r}, cafile={self.cafile!r}, "
+        return (f"TlsConfig(role={self.role.value!r}, ca_pem={self.ca_pem is not None}, "
                 f"pin_sha256={self.pin_sha256!r}, server_name={self.server_name!r}, "
                 f"require_client_cert={self.require_client_cert})")
 
@@ -119,32 +126,18 @@ class TlsKeyExchange:
 
     def _load_own_certificate(self, ctx: SSL.Context) -> None:
         cfg = self.config
-        if cfg.certfile:
-            ctx.use_certificate_chain_file(cfg.certfile)
-            ctx.use_privatekey_file(cfg.keyfile or cfg.certfile)
-        elif cfg.cert_pem:
+        if cfg.cert_pem:
             if not cfg.key_pem:
                 raise ValueError("cert_pem given without key_pem")
-            ctx.use_certificate(x509.load_pem_x509_certificate(cfg.cert_pem))
-            key = serialization.load_pem_private_key(cfg.key_pem, password=None)
-            ctx.use_privatekey(key)  # type: ignore[arg-type]
+            use_certificate(ctx, cfg.cert_pem, cfg.key_pem)
         elif self.role is Role.SERVER:
             raise ValueError("a tls server needs a certificate and key")
-        else:
-            return
-        ctx.check_privatekey()
 
     def _configure_verification(self, ctx: SSL.Context) -> None:
         cfg = self.config
-        has_ca = bool(cfg.cafile or cfg.ca_pem)
-        if cfg.cafile:
-            ctx.load_verify_locations(cfg.cafile)
+        has_ca = bool(cfg.ca_pem)
         if cfg.ca_pem:
-            store = ctx.get_cert_store()
-            if store is None:
-                raise ValueError("no certificate store")
-            for cert in x509.load_pem_x509_certificates(cfg.ca_pem):
-                store.add_cert(crypto.X509.from_cryptography(cert))
+            add_trusted_certificates(ctx, cfg.ca_pem)
         if self.role is Role.CLIENT:
             if not has_ca and self._pin is None:
                 raise ValueError("a tls client needs a CA file or a pinned certificate "
@@ -160,7 +153,7 @@ class TlsKeyExchange:
     # ------------------------------------------------------------------ callbacks
 
     def _on_keylog(self, conn: SSL.Connection, line: bytes) -> None:
-        keylog.log_tls_line(line, self.config.keylog_file)
+        keylog.log_tls_line(self.config.keylog_file, line)
         if self.config.capture_exporter_secret and line.startswith(b"EXPORTER_SECRET "):
             self._exporter_secret = bytearray(bytes.fromhex(line.split()[2].decode()))
 
@@ -306,7 +299,7 @@ class TlsKeyExchange:
         wipe(exported)
         client_random = bytes(conn.client_random() or b"")
         server_random = bytes(conn.server_random() or b"")
-        keylog.log_connection_secret(client_random, secret, self.config.keylog_file)
+        keylog.log_connection_secret(self.config.keylog_file, client_random, secret)
         return KeyExchangeResult(
             mode=MODE, role=self.role, connection_secret=secret, connection_id=client_random,
             client_nonce=client_random, server_nonce=server_random,

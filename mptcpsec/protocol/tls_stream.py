@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
-from ..crypto.certs import generate_self_signed, parse_fingerprint
+from ..crypto.certs import add_trusted_certificates, generate_self_signed, parse_fingerprint
 from ..crypto.keyschedule import Role
 from ..crypto.tls_keys import TlsConfig
 from ..errors import MptcpsecError
@@ -35,11 +35,6 @@ class TlsOverStream:
         self._pin = parse_fingerprint(cfg.pin_sha256) if cfg.pin_sha256 else None
         if role is Role.SERVER:
             cert_pem, key_pem = cfg.cert_pem, cfg.key_pem
-            if cfg.certfile and cfg.keyfile:
-                with open(cfg.certfile, "rb") as f:
-                    cert_pem = f.read()
-                with open(cfg.keyfile, "rb") as f:
-                    key_pem = f.read()
             if cert_pem is None or key_pem is None:
                 bundle = generate_self_signed()
                 cert_pem, key_pem = bundle.cert_pem, bundle.key_pem
@@ -47,8 +42,8 @@ class TlsOverStream:
             ctx.use_privatekey(serialization.load_pem_private_key(key_pem, None))  # type: ignore[arg-type]
         else:
             # A comparison baseline: the peer is checked only when a pin or CA is given.
-            if cfg.cafile:
-                ctx.load_verify_locations(cfg.cafile)
+            if cfg.ca_pem:
+                add_trusted_certificates(ctx, cfg.ca_pem)
                 ctx.set_verify(SSL.VERIFY_PEER, lambda *a: a[-1] == 1)
             else:
                 ctx.set_verify(SSL.VERIFY_NONE, lambda *a: True)

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from mptcpsec.aio.kx import run_key_exchange
 from mptcpsec.crypto.certs import CertificateBundle, generate_ca, generate_self_signed
 from mptcpsec.crypto.kx import KeyExchange
-from mptcpsec.crypto.kx_asyncio import run_key_exchange
 from mptcpsec.lab.relay import Hook, Relay
 
 T = TypeVar("T")

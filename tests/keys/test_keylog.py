@@ -1,5 +1,6 @@
-"""Key logging: lines written only with SSLKEYLOGFILE, parsed back into subflow keys; and
-keys appear nowhere else (no files, no reprs)."""
+"""Key logging: lines go to the writable object the caller passes (never to a file the key
+exchange opens), parse back into subflow keys; the adapter opens $SSLKEYLOGFILE; keys
+appear nowhere else (no files, no reprs)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mptcpsec.aio.keylog import ENV_VAR, KeyLogFile, load_keylog, open_key_log, with_key_log
 from mptcpsec.crypto import keylog
 from mptcpsec.crypto.certs import CertificateBundle
 from mptcpsec.crypto.keyschedule import Role, Secret
@@ -24,31 +26,33 @@ def tls_pair(bundle: CertificateBundle) -> tuple[TlsKeyExchange, TlsKeyExchange]
                                      key_pem=bundle.key_pem)))
 
 
-def all_pairs(bundle: CertificateBundle) -> list[tuple[Any, Any]]:
+def all_pairs(bundle: CertificateBundle, log: Any = None) -> list[tuple[Any, Any]]:
     key = Secret(bytes(range(32)))
+    client_tls, server_tls = tls_pair(bundle)
+    if log is not None:
+        client_tls.config.keylog_file = log
     return [
-        tls_pair(bundle),
-        (SplitPathClient(SplitPathConfig(Role.CLIENT)),
+        (client_tls, server_tls),
+        (SplitPathClient(SplitPathConfig(Role.CLIENT, keylog_file=log)),
          SplitPathServer(SplitPathConfig(Role.SERVER))),
-        (PskKeyExchange(PskConfig(Role.CLIENT, key)), PskKeyExchange(PskConfig(Role.SERVER, key))),
+        (PskKeyExchange(PskConfig(Role.CLIENT, key, keylog_file=log)),
+         PskKeyExchange(PskConfig(Role.SERVER, key))),
     ]
 
 
-def test_keylog_lines_and_offline_key_recovery(kx: Any, self_signed: CertificateBundle,
-                                               tmp_path: Any, monkeypatch: Any) -> None:
-    path = tmp_path / "keys.log"
-    monkeypatch.setenv(keylog.ENV_VAR, str(path))
+def test_keylog_lines_and_offline_key_recovery(kx: Any, self_signed: CertificateBundle) -> None:
+    log_text = io.StringIO()
     results = []
-    for client, server in all_pairs(self_signed):
+    for client, server in all_pairs(self_signed, log_text):
         c, s = kx.pump_in_memory(client, server)
         assert c.connection_secret == s.connection_secret
         results.append(c)
-    assert oct(path.stat().st_mode & 0o777) == "0o600"
-    text = path.read_text()
+    text = log_text.getvalue()
+    assert text.endswith("\n") and all(len(ln.split()) == 3 for ln in text.splitlines())
     for label in ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
                   "EXPORTER_SECRET", "CLIENT_TRAFFIC_SECRET_0", keylog.MPTCPSEC_LABEL):
         assert label in text
-    log = keylog.load_keylog(path)
+    log = keylog.parse_keylog(text)
     for c in results:
         line = f"{keylog.MPTCPSEC_LABEL} {c.connection_id.hex()} {c.connection_secret.buffer.hex()}"
         assert line in text.splitlines()
@@ -67,6 +71,49 @@ def test_keylog_lines_and_offline_key_recovery(kx: Any, self_signed: Certificate
     assert only_tls.connection_secret(tls_result.connection_id) == tls_result.connection_secret
 
 
+def test_key_log_file_from_the_adapter(kx: Any, self_signed: CertificateBundle,
+                                       tmp_path: Any) -> None:
+    path = tmp_path / "keys.log"
+    assert open_key_log(environ={}) is None
+    opened = open_key_log(environ={ENV_VAR: str(path)})
+    assert isinstance(opened, KeyLogFile) and opened is open_key_log(path)  # one per path
+    for client, server in all_pairs(self_signed, opened):
+        kx.pump_in_memory(client, server)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    log = load_keylog(path)
+    assert len(log.mptcpsec) == 3 and any(label == "EXPORTER_SECRET" for label, _ in log.tls)
+    opened.close()
+    with pytest.raises(keylog.KeyLogError, match="closed"):
+        opened.write("X 00 00\n")
+    with pytest.raises(keylog.KeyLogError, match="cannot open"):
+        KeyLogFile(tmp_path / "no-such-dir" / "keys.log")
+
+
+def test_key_log_takes_an_object_not_a_path(tmp_path: Any) -> None:
+    for wrong in (str(tmp_path / "k"), tmp_path / "k", b"k"):
+        with pytest.raises(keylog.KeyLogError, match="not a path"):
+            PskConfig(Role.CLIENT, Secret(bytes(32)), keylog_file=wrong)  # type: ignore[arg-type]
+    with pytest.raises(keylog.KeyLogError, match="write"):
+        SplitPathConfig(Role.CLIENT, keylog_file=42)  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())
+
+
+def test_with_key_log_fills_only_the_chosen_exchange() -> None:
+    from mptcpsec.protocol.config import ConnectionConfig
+
+    out = io.StringIO()
+    sp = with_key_log(ConnectionConfig(key_exchange="split-path"), out)
+    assert sp.split_path is not None and sp.split_path.keylog_file is out
+    mine = io.StringIO()
+    psk = ConnectionConfig(key_exchange="psk",
+                           psk=PskConfig(Role.CLIENT, Secret(bytes(32)), keylog_file=mine))
+    assert with_key_log(psk, out).psk.keylog_file is mine  # type: ignore[union-attr]
+    plain = ConnectionConfig(key_exchange="psk", psk=PskConfig(Role.CLIENT, Secret(bytes(32))))
+    filled = with_key_log(plain, out)
+    assert filled.psk.keylog_file is out and plain.psk.keylog_file is None  # type: ignore[union-attr]
+    assert with_key_log(plain, None) is plain
+
+
 def test_keylog_parser_rejects_garbage(tmp_path: Any) -> None:
     with pytest.raises(keylog.KeyLogError):
         keylog.parse_keylog("MPTCPSEC_SECRET abcd")
@@ -75,16 +122,17 @@ def test_keylog_parser_rejects_garbage(tmp_path: Any) -> None:
     with pytest.raises(keylog.KeyLogError):
         keylog.parse_keylog("MPTCPSEC_SECRET 00 0011")
     with pytest.raises(keylog.KeyLogError):
-        keylog.load_keylog(tmp_path / "missing")
+        load_keylog(tmp_path / "missing")
     log = keylog.parse_keylog("# comment\n\nCLIENT_RANDOM 00 11\n")
     with pytest.raises(keylog.KeyLogError):
         log.connection_secret(b"\x01")
     assert repr(log) == "KeyLog(tls_lines=1, mptcpsec_lines=0)"
 
 
-def test_nothing_is_written_without_sslkeylogfile(kx: Any, self_signed: CertificateBundle,
-                                                  tmp_path: Any, monkeypatch: Any) -> None:
-    monkeypatch.delenv(keylog.ENV_VAR, raising=False)
+def test_key_exchanges_never_open_files(kx: Any, self_signed: CertificateBundle,
+                                        tmp_path: Any, monkeypatch: Any) -> None:
+    # Even with $SSLKEYLOGFILE set: only the adapter reads it.
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "keys.log"))
     monkeypatch.chdir(tmp_path)
     writes: list[str] = []
     real_open, real_os_open, real_io_open = builtins.open, os.open, io.open

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from mptcpsec.aio.stores import PSK_ENV_VAR as ENV_VAR
+from mptcpsec.aio.stores import load_psk
 from mptcpsec.crypto.keyschedule import Role, Secret
 from mptcpsec.crypto.psk import (
-    ENV_VAR,
     MIN_PSK_LEN,
     PskConfig,
     PskError,
@@ -17,7 +18,6 @@ from mptcpsec.crypto.psk import (
     PskKeyExchange,
     PskMissingError,
     PskTooShortError,
-    load_psk,
     parse_psk,
 )
 from mptcpsec.errors import KeyExchangeError

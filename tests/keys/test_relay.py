@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from mptcpsec.crypto.kx_asyncio import frame_handshake, read_handshake_message
+from mptcpsec.aio.kx import frame_handshake, read_handshake_message
 from mptcpsec.lab.relay import Direction, HookContext, Recorder, RecordHook, Relay
 
 

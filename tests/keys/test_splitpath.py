@@ -9,10 +9,11 @@ from typing import Any
 
 import nacl.bindings
 
+from mptcpsec.aio.kx import frame_handshake, parse_handshake_record
+from mptcpsec.aio.stores import FileKnownHosts
 from mptcpsec.crypto import splitpath as sp
 from mptcpsec.crypto.keyschedule import Role
 from mptcpsec.crypto.kx import derive_handshake_secrets
-from mptcpsec.crypto.kx_asyncio import frame_handshake, parse_handshake_record
 from mptcpsec.crypto.splitpath import (
     IdentityMismatchError,
     SplitPathClient,
@@ -20,7 +21,6 @@ from mptcpsec.crypto.splitpath import (
     SplitPathServer,
     generate_identity_seed,
     identity_public_key,
-    load_known_hosts,
     peek_session_id,
 )
 from mptcpsec.errors import KeyExchangeError
@@ -244,20 +244,20 @@ def test_tofu_identity_stops_the_two_path_mitm(kx: Any, tmp_path: Any) -> None:
     known = tmp_path / "known_hosts"
     name = "server.example:4433"
     # first use: the key is learnt
-    client, server = pair(seed, known_hosts=str(known), server_name=name)
+    client, server = pair(seed, known_hosts=FileKnownHosts(known), server_name=name)
     c, s = run_split(kx, client=client, server=server)
     assert not isinstance(c, BaseException), c
     assert c.peer_identity == identity_public_key(seed).hex()
-    assert load_known_hosts(known) == {name: identity_public_key(seed)}
+    assert FileKnownHosts(known).load() == {name: identity_public_key(seed)}
     # second use: the same server is accepted
-    client, server = pair(seed, known_hosts=str(known), server_name=name)
+    client, server = pair(seed, known_hosts=FileKnownHosts(known), server_name=name)
     c, s = run_split(kx, client=client, server=server)
     assert not isinstance(c, BaseException) and not isinstance(s, BaseException)
     # Mallory on both paths with her own key (or none): the client refuses
     for fake_seed in (generate_identity_seed(), None):
         mitm = TwoPathMitm(fake_seed)
         hooks = {p: (mitm.hook(p, Direction.C2S), mitm.hook(p, Direction.S2C)) for p in (0, 1)}
-        client, server = pair(seed, known_hosts=str(known), server_name=name)
+        client, server = pair(seed, known_hosts=FileKnownHosts(known), server_name=name)
         c, s = run_split(kx, hooks, client=client, server=server)
         assert isinstance(c, IdentityMismatchError), c
         assert "possible man-in-the-middle" in str(c)

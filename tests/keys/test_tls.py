@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mptcpsec.aio.kx import read_handshake_message
 from mptcpsec.crypto.certs import CertificateBundle, generate_self_signed, issue_certificate
 from mptcpsec.crypto.exporter import (
     EXPORTER_LEN,
@@ -15,7 +16,6 @@ from mptcpsec.crypto.exporter import (
     tls13_export,
 )
 from mptcpsec.crypto.keyschedule import Role, derive_connection_secret
-from mptcpsec.crypto.kx_asyncio import read_handshake_message
 from mptcpsec.crypto.tls_keys import TlsConfig, TlsKeyExchange
 from mptcpsec.errors import KeyExchangeError
 
@@ -88,16 +88,14 @@ def test_wrong_pin_fails_clearly_at_both_ends(kx: Any, self_signed: CertificateB
 def test_ca_verification(kx: Any, ca: CertificateBundle, other_ca: CertificateBundle,
                          tmp_path: Any) -> None:
     server_cert = issue_certificate(ca, "localhost")
-    cafile = tmp_path / "ca.pem"
-    cafile.write_bytes(ca.cert_pem)
-    c, s = kx.run(tls_over_sockets(kx, client_kx(cafile=str(cafile), server_name="localhost"),
+    c, s = kx.run(tls_over_sockets(kx, client_kx(ca_pem=ca.cert_pem, server_name="localhost"),
                                    server_kx(server_cert)))
     assert not isinstance(c, BaseException) and not isinstance(s, BaseException), (c, s)
     assert c.connection_secret == s.connection_secret
 
     # a certificate from another CA
     wrong = issue_certificate(other_ca, "localhost")
-    c, s = kx.run(tls_over_sockets(kx, client_kx(cafile=str(cafile), server_name="localhost"),
+    c, s = kx.run(tls_over_sockets(kx, client_kx(ca_pem=ca.cert_pem, server_name="localhost"),
                                    server_kx(wrong)))
     assert isinstance(c, KeyExchangeError)
     assert "server certificate verification failed" in str(c)

@@ -1,4 +1,4 @@
-"""A thin asyncio driver for key exchanges, for tests, demos and experiments.
+"""A thin asyncio driver for key exchanges alone, for tests, demos and experiments.
 
 Each handshake message travels as one plaintext HANDSHAKE record (header from
 ``mptcpsec.wire.header``, no options, no tag). The connection engine drives the sans-I/O

@@ -1,0 +1,65 @@
+"""File-backed stores and loaders for the key exchanges, kept out of the sans-I/O core.
+
+``FileKnownHosts`` is the split-path trust-on-first-use store on disk (papers/SPEC.md
+section 7.3); ``load_psk`` reads a pre-shared key from a file or an environment variable
+(section 7.4). Parsing and validation stay in ``mptcpsec.crypto``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..crypto.keyschedule import Secret
+from ..crypto.known_hosts import format_known_host, parse_known_hosts
+from ..crypto.psk import PskError, PskMissingError, parse_psk
+
+#: The environment variable ``load_psk`` reads when no file is given.
+PSK_ENV_VAR = "MPTCPSEC_PSK"
+
+
+class FileKnownHosts:
+    """A known_hosts file (``NAME ed25519 HEXKEY`` lines), re-read on every lookup so keys
+    that another process remembered are seen; new keys are appended."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[str, bytes]:
+        """Every entry of the file ({} when it does not exist yet)."""
+        if not self.path.exists():
+            return {}
+        return parse_known_hosts(self.path.read_text(encoding="utf-8"))
+
+    def get(self, name: str) -> bytes | None:
+        return self.load().get(name)
+
+    def remember(self, name: str, key: bytes) -> None:
+        line = format_known_host(name, key)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line)
+
+    def __repr__(self) -> str:
+        return f"FileKnownHosts({os.fspath(self.path)!r})"
+
+
+def load_psk(path: str | os.PathLike[str] | None = None, env: str | None = PSK_ENV_VAR,
+             environ: Mapping[str, str] | None = None) -> Secret:
+    """Load the PSK from ``path`` if given, else from the environment variable ``env``."""
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="ascii")
+        except FileNotFoundError:
+            raise PskMissingError(f"pre-shared key file {os.fspath(p)!r} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PskError(f"cannot read pre-shared key file {os.fspath(p)!r}: {exc}") from None
+        return parse_psk(text, f"pre-shared key file {os.fspath(p)!r}")
+    environ = os.environ if environ is None else environ
+    if env is None or not environ.get(env):
+        raise PskMissingError(f"no pre-shared key: give a file or set ${env or PSK_ENV_VAR}")
+    return parse_psk(environ[env], f"${env}")
+
+
+__all__ = ["PSK_ENV_VAR", "FileKnownHosts", "load_psk"]
