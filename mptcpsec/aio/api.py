@@ -164,7 +164,7 @@ async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
     The first path (the first two for split-path) carry the key exchange (its key log, if
     the config sets none, is ``$SSLKEYLOGFILE`` when set); the others join
     afterwards. Addresses the server announces are joined from every local address in use
-    unless `config.join_announced` is False. `sink` (`mptcpsec.wire.pcap.open_sink`) gets
+    unless `config.join_announced` is False. `sink` (`mptcpsec.aio.capture.open_sink`) gets
     every record on the wire, for a pcap or a records trace; capture subflow ids are the
     connection's subflow ids.
     """
@@ -264,8 +264,10 @@ class MptcpsecServer:
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0
         self.addresses: list[Address] = []
+        self._closed = False
 
     async def start(self, listen: Sequence[Address]) -> None:
         try:
@@ -281,7 +283,6 @@ class MptcpsecServer:
                 srv.close()
             self._servers.clear()
             raise
-        self._sweeper = self._loop.create_task(self._sweep())
 
     def _accepted(self, proto: SubflowProtocol) -> None:
         assert proto.transport is not None
@@ -297,11 +298,13 @@ class MptcpsecServer:
             return
         proto.on_data = self._pending_data
         proto.on_lost = lambda p, exc: self.endpoint.drop(p)
+        self._arm_sweep()
 
     def _pending_data(self, proto: SubflowProtocol, data: bytes) -> None:
         if self.sink is not None:
             proto.prefix += data  # bounded by the endpoint: one first record
         self._route(proto, self.endpoint.receive(proto, data, self._loop.time()))
+        self._arm_sweep()
 
     def _route(self, proto: SubflowProtocol, result: Routed | Rejected | None) -> None:
         if result is None:
@@ -342,6 +345,7 @@ class MptcpsecServer:
         for proto, result in self.endpoint.retry_parked(self._loop.time()):
             assert isinstance(proto, SubflowProtocol)
             self._route(proto, result)
+        self._arm_sweep()
 
     async def _run_handler(self, driver: ConnectionDriver) -> None:
         stream = MptcpsecStream(driver)
@@ -358,18 +362,33 @@ class MptcpsecServer:
             self.finished.append(stream)
             del self.finished[:-1000]
 
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            for proto in self.endpoint.expired(self._loop.time()):
-                if isinstance(proto, SubflowProtocol) and proto.transport is not None:
-                    proto.transport.abort()
+    def _arm_sweep(self) -> None:
+        """One timer at the endpoint's next deadline (a silent or parked first record)."""
+        deadline = self.endpoint.next_deadline()
+        if deadline is None or self._closed:
+            return
+        if self._sweep_timer is not None:
+            if self._sweep_at <= deadline:
+                return  # fires first anyway, and re-arms
+            self._sweep_timer.cancel()
+        self._sweep_at = deadline
+        self._sweep_timer = self._loop.call_at(deadline, self._sweep)
+
+    def _sweep(self) -> None:
+        """Reset the sockets whose first record is overdue (papers/SPEC.md section 10)."""
+        self._sweep_timer = None
+        for proto in self.endpoint.expired(self._loop.time()):
+            if isinstance(proto, SubflowProtocol) and proto.transport is not None:
+                proto.transport.abort()
+        self._arm_sweep()
 
     def close(self) -> None:
+        self._closed = True
         for srv in self._servers:
             srv.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         for driver in list(self.drivers.values()):
             driver.shutdown()
         for task in self._tasks:

@@ -95,8 +95,8 @@ def _run(args: argparse.Namespace) -> int:
 
     async def main(stop: asyncio.Event) -> int:
         from ..aio.api import connect
+        from ..aio.capture import open_sink
         from ..lab.scenarios import Observer, _EventTap
-        from ..wire.pcap import open_sink
 
         loop = asyncio.get_running_loop()
         t0 = loop.time()

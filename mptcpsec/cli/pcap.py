@@ -7,18 +7,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+from ..aio.capture import pcap_file, trace_file
 from ..errors import MptcpsecError
 from ..wire.header import HEADER_LEN, RecordHeader, RecordType
 from ..wire.options import decode_options, describe
-from ..wire.pcap import (
-    MultiSink,
-    PcapWriter,
-    RecordDecryptor,
-    RecordSink,
-    TraceWriter,
-    read_trace,
-    replay_trace,
-)
+from ..wire.pcap import MultiSink, RecordDecryptor, RecordSink, read_trace, replay_trace
 
 DESCRIPTION = """\
 Write a classic pcap in which every MPTCPsec record is one IPv4/TCP segment of its
@@ -29,10 +22,12 @@ MP_PRIO, MP_TCPRST reasons. The record itself (header, options, ciphertext and t
 is the segment's payload. Layout: papers/SPEC.md, section 9.
 
 Sources (pick one):
-  --sample        run a short real exchange now: two TCP subflows on loopback
-                  (127.0.0.1 and 127.0.0.2), records sealed and opened by the crypto
-                  backend with random keys: handshake, DATA with 64-bit DSNs, echo,
-                  ADD_ADDR, a join, KEY_UPDATE, MP_PRIO, MP_TCPRST, DATA_FIN, CLOSE
+  --sample        run a real connection now (mptcpsec.lab.sample) and capture the
+                  client's records: a server on 127.0.0.1 and 127.0.0.2, a TLS 1.3
+                  (or psk) key exchange on subflow 0, ADD_ADDR, DATA with 64-bit DSNs
+                  and its echo, a join from 127.0.0.2 (through a relay), MP_PRIO,
+                  KEY_UPDATEs, one bit flipped by the relay that poisons subflow 1
+                  (MP_TCPRST report, data re-sent on subflow 0), DATA_FIN, CLOSE
   --trace FILE    convert a JSON-lines records trace (events subflow_open, record,
                   subflow_close; see mptcpsec.wire.pcap.TraceWriter)
 """
@@ -73,23 +68,26 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         transform = _keylog_transform(args.trace, args.keylog)
-    writer = PcapWriter(out, transform=transform)
+    writer = pcap_file(out, transform=transform)
     sinks.append(writer)
     if args.trace_out:
-        sinks.append(TraceWriter(args.trace_out))
+        sinks.append(trace_file(args.trace_out))
     sink = MultiSink(*sinks)
     lines: list[str] = []
     try:
         if args.sample:
-            from ..wire.sample import run_sample
+            from ..lab.sample import run_sample
 
-            result = run_sample(sink, algorithm=args.alg, payload_len=args.bytes)
+            result = run_sample(sink, algorithm=args.alg, payload_len=args.bytes,
+                                key_exchange=args.key_exchange)
             if not result.intact:
                 print("mptcpsec pcap: the echo came back altered", file=sys.stderr)
                 return 1
             lines = [_summary_line(r.subflow_id, r.from_client, r.wire) for r in result.records]
-            source = (f"sample exchange: {len(result.subflows)} subflows, {args.bytes} bytes "
-                      f"echoed intact, {result.algorithm} on the '{result.backend}' backend")
+            source = (f"sample connection: {result.key_exchange} key exchange, "
+                      f"{len(result.subflows)} subflows, {result.poisoned is not None:d} poisoned, "
+                      f"{args.bytes} bytes echoed intact, {result.algorithm} on the "
+                      f"'{result.backend}' backend")
             count = len(result.records)
         else:
             with open(args.trace, encoding="utf-8") as f:
@@ -132,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--sample", action="store_true",
-                     help="run a real two-subflow exchange on loopback and capture it")
+                     help="run a real two-subflow connection on loopback and capture it")
     src.add_argument("--trace", metavar="FILE", help="convert a JSON-lines records trace")
     p.add_argument("-o", "--output", metavar="FILE.pcap", default="mptcpsec.pcap",
                    help="pcap file to write (default: %(default)s)")
@@ -147,6 +145,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--alg", default="aes-128-gcm",
                    choices=["aes-128-gcm", "aes-256-gcm", "chacha20-poly1305"],
                    help="AEAD for --sample (default: %(default)s)")
+    p.add_argument("--key-exchange", choices=["tls", "psk"], default="tls",
+                   help="key exchange of the --sample connection (default: %(default)s)")
     p.add_argument("--bytes", type=int, default=96 * 1024, metavar="N",
                    help="bytes the --sample client sends and gets echoed, >= 8192 "
                         "(default: %(default)s)")

@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..aio.api import MptcpsecStream, serve
+    from ..aio.capture import open_sink
     from ..protocol.events import SubflowClosed, SubflowPoisoned
-    from ..wire.pcap import open_sink
 
     cfg, info = build_config(args, "server")
     cfg.announce = list(args.announce)

@@ -190,7 +190,7 @@ async def run_scenario(sc: Scenario, observer: Observer | None = None) -> Scenar
     events: list[dict[str, Any]] = []
     strike_times: list[float] = []
     server_cfg, client_cfg = make_configs(sc)
-    from ..wire.pcap import open_sink
+    from ..aio.capture import open_sink
 
     sink = open_sink(pcap=sc.pcap, trace=sc.trace) if (sc.pcap or sc.trace) else None
     server: MptcpsecServer | None = None

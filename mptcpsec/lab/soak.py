@@ -30,31 +30,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from ..aio.api import MptcpsecStream, Path, _open_tcp, connect, serve
+from ..aio.api import MptcpsecStream, Path, connect, serve
 from ..crypto.keyschedule import Role
-from ..errors import MptcpsecError
-from ..perf.procs import release_memory
 from ..protocol.config import ConnectionConfig
 from ..protocol.connection import Connection
 from ..wire.header import RecordType
 from ..wire.options import MpCapable, MpJoinAck, MpJoinSyn
 from ..wire.records import build_record, join_record
+from .procstat import release_memory, rss_kib
 
 Address = tuple[str, int]
 HOSTS = ("127.0.0.1", "127.0.0.2")
-
-
-def rss_kib(pid: int | None = None) -> int:
-    """Resident set size of a process (this one by default) in KiB, from /proc."""
-    path = f"/proc/{pid or 'self'}/status"
-    try:
-        with open(path, encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 # ---------------------------------------------------------------------- flaky paths
@@ -133,25 +119,8 @@ class FlakyPath:
 
 
 async def rejoin(stream: MptcpsecStream, remote: Address, local: str) -> bool:
-    """Open one more subflow of an established connection (a path that came back).
-
-    Uses the adapter's driver directly: the public API opens paths only in connect().
-    """
-    loop = asyncio.get_running_loop()
-    driver = stream._driver
-    try:
-        proto, lo, re = await asyncio.wait_for(_open_tcp(loop, Path(remote), local), 3)
-    except (OSError, asyncio.TimeoutError):
-        return False
-    try:
-        sid = stream.connection.add_subflow(lo, re, loop.time())
-    except MptcpsecError:
-        if proto.transport is not None:
-            proto.transport.abort()
-        return False
-    driver.attach(sid, proto)
-    driver.flush()
-    return True
+    """Open one more subflow of an established connection (a path that came back)."""
+    return await stream.add_path(Path(remote, local)) is not None
 
 
 # ---------------------------------------------------------------------- soak

@@ -1,15 +1,16 @@
-"""Benchmark servers in their own process, and what /proc says about a process.
+"""Benchmark servers in their own process.
 
 On a two-core machine a client and a server in one Python process share one core and one
 event loop, which measures neither. `ServerProcess` runs ``python -m mptcpsec.perf.server``
 (see that module) and talks to it with JSON lines over its stdin/stdout: the first line it
 prints says where it listens; every command gets one reply line. Closing its stdin ends it,
-so a crashed benchmark never leaves a server behind.
+so a crashed benchmark never leaves a server behind. What /proc says about a process
+(RSS, CPU time) lives in ``mptcpsec.lab.procstat``, which the lab's soak shares; perf
+depends on lab, never the other way round.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -19,8 +20,7 @@ import threading
 import time
 from typing import IO, Any
 
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+from ..lab.procstat import cpu_seconds, release_memory, rss_bytes
 
 #: Pins TLS 1.3 to TLS_AES_128_GCM_SHA256 in a process started with OPENSSL_CONF pointing
 #: here: the standard `ssl` module cannot choose TLS 1.3 suites, and its server would pick
@@ -38,42 +38,6 @@ Ciphersuites = TLS_AES_128_GCM_SHA256
 
 class ServerError(RuntimeError):
     """The benchmark server failed to start or to answer."""
-
-
-def rss_bytes(pid: int | None = None) -> int:
-    """Resident set size of a process (this one by default), from /proc."""
-    path = f"/proc/{pid or 'self'}/statm"
-    with open(path, encoding="ascii") as f:
-        return int(f.read().split()[1]) * _PAGE
-
-
-def release_memory() -> int:
-    """Collect garbage and hand free heap pages back to the OS; returns the RSS before.
-
-    Without ``malloc_trim`` an RSS after heavy traffic shows mostly glibc keeping freed
-    buffers for reuse, not memory a connection holds.
-    """
-    import ctypes
-    import ctypes.util
-    import gc
-
-    gc.collect()
-    before = rss_bytes()
-    name = ctypes.util.find_library("c")
-    if name:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(name).malloc_trim(0)
-    return before
-
-
-def cpu_seconds(pid: int | None = None) -> float:
-    """User plus system CPU time of a process (this one by default), from /proc."""
-    if pid is None:
-        t = os.times()
-        return t.user + t.system
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 class ServerProcess:
@@ -161,3 +125,7 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+__all__ = ["OPENSSL_AES128_CONF", "ServerError", "ServerProcess", "cpu_seconds",
+           "release_memory", "rss_bytes"]

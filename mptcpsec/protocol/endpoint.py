@@ -244,7 +244,10 @@ class ServerEndpoint:
         return out + late
 
     def next_deadline(self) -> float | None:
-        return min((p.deadline for p in self._pending.values()), default=None)
+        """When ``expired`` next returns something: the earliest pending or parked deadline."""
+        times = [p.deadline for p in self._pending.values()]
+        times += [p.deadline for p, *_ in self._parked.values()]
+        return min(times, default=None)
 
     def forget_ended(self) -> None:
         """Drop connections that ended (their tokens can no longer be joined)."""

@@ -10,8 +10,9 @@ sequence numbers and DATA_ACKs, ADD_ADDR, MP_TCPRST reasons and so on of every r
 Writers are *event sinks* (:class:`RecordSink`): a connection (or the ``mptcpsec pcap``
 sample, or a trace replay) calls ``subflow_open``, ``record`` and ``subflow_close`` as
 things happen. :class:`TraceWriter` records the same events as JSON lines, which
-``replay_trace`` feeds into any sink later; :func:`open_sink` builds the sink for
-``--pcap FILE`` / ``--trace FILE`` options.
+``replay_trace`` feeds into any sink later. Writers take open file objects: the files
+are opened by the adapter (``mptcpsec.aio.capture``: ``open_sink`` for ``--pcap FILE`` /
+``--trace FILE``, ``trace_to_pcap``), never here.
 
 Hooking up a connection end: call ``subflow_open(id, client_endpoint, server_endpoint)``
 when a subflow's TCP connection is up (client = the end that connected, whichever end is
@@ -36,7 +37,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ..errors import MptcpsecError, RecordError, WireError
@@ -142,20 +142,16 @@ class _Subflow:
 class PcapWriter:
     """A :class:`RecordSink` that writes classic pcap (link type RAW, IPv4).
 
-    ``out`` is a path or a binary file object (not closed by :meth:`close` unless the
-    writer opened it). ``transform`` may replace each record's payload, e.g. with its
-    decrypted form (:class:`RecordDecryptor`). Thread-safe: events from several
-    subflow tasks may arrive concurrently.
+    ``out`` is a binary file object (closed by :meth:`close` only with ``close_file``).
+    ``transform`` may replace each record's payload, e.g. with its decrypted form
+    (:class:`RecordDecryptor`). Thread-safe: events from several subflow tasks may arrive
+    concurrently.
     """
 
-    def __init__(self, out: str | os.PathLike[str] | IO[bytes], *,
-                 transform: RecordTransform | None = None, snaplen: int = 262144) -> None:
-        if isinstance(out, (str, os.PathLike)):
-            self._file: IO[bytes] = open(out, "wb")  # noqa: SIM115 - owned until close()
-            self._owned = True
-        else:
-            self._file = out
-            self._owned = False
+    def __init__(self, out: IO[bytes], *, transform: RecordTransform | None = None,
+                 snaplen: int = 262144, close_file: bool = False) -> None:
+        self._file = _check_file(out, "PcapWriter", "pcap_file")
+        self._owned = close_file
         self.transform = transform
         self.snaplen = snaplen
         self._subflows: dict[int, _Subflow] = {}
@@ -257,13 +253,9 @@ class TraceWriter:
     "kx_subflows", ...}`` (public values a key log needs to rebuild the keys).
     """
 
-    def __init__(self, out: str | os.PathLike[str] | IO[str]) -> None:
-        if isinstance(out, (str, os.PathLike)):
-            self._file: IO[str] = open(out, "w", encoding="utf-8")  # noqa: SIM115
-            self._owned = True
-        else:
-            self._file = out
-            self._owned = False
+    def __init__(self, out: IO[str], *, close_file: bool = False) -> None:
+        self._file = _check_file(out, "TraceWriter", "trace_file")
+        self._owned = close_file
         self._lock = threading.Lock()
 
     def _write(self, obj: dict[str, Any]) -> None:
@@ -298,18 +290,14 @@ class TraceWriter:
                 self._file.close()
 
 
-def open_sink(pcap: str | os.PathLike[str] | None = None,
-              trace: str | os.PathLike[str] | None = None,
-              transform: RecordTransform | None = None) -> RecordSink | None:
-    """The sink for ``--pcap FILE`` and/or ``--trace FILE``; None when neither is given."""
-    sinks: list[RecordSink] = []
-    if pcap is not None:
-        sinks.append(PcapWriter(pcap, transform=transform))
-    if trace is not None:
-        sinks.append(TraceWriter(trace))
-    if not sinks:
-        return None
-    return sinks[0] if len(sinks) == 1 else MultiSink(*sinks)
+def _check_file(out: Any, who: str, opener: str) -> Any:
+    """``out`` if it is a writable file object; a clear error for a path."""
+    if isinstance(out, (str, bytes, os.PathLike)):
+        raise PcapError(f"{who} writes to an open file object, not a path ({out!r}): "
+                        f"use mptcpsec.aio.capture.{opener}")
+    if not callable(getattr(out, "write", None)):
+        raise PcapError(f"{who} needs an object with write(), got {type(out).__name__}")
+    return out
 
 
 def _endpoint(text: str) -> Endpoint:
@@ -361,13 +349,6 @@ def replay_trace(lines: Iterator[str] | IO[str], sink: RecordSink) -> int:
         else:
             sink.subflow_close(ev["subflow"], bool(ev.get("reset", False)), ts)
     return count
-
-
-def trace_to_pcap(trace: str | os.PathLike[str], out: str | os.PathLike[str],
-                  transform: RecordTransform | None = None) -> int:
-    """Convert a JSON-lines records trace file to pcap; returns the number of records."""
-    with Path(trace).open(encoding="utf-8") as f, PcapWriter(out, transform=transform) as w:
-        return replay_trace(f, w)
 
 
 class MultiSink:
@@ -507,6 +488,6 @@ class RecordDecryptor:
 __all__ = [
     "LINKTYPE_RAW", "MAX_SEGMENT_PAYLOAD", "TCP_MAX_OPTIONS", "Endpoint", "KeyLookup",
     "MultiSink", "PcapError", "PcapWriter", "RecordDecryptor", "RecordSink",
-    "RecordTransform", "TraceWriter", "build_ipv4_tcp", "open_sink", "read_trace", "replay_trace",
-    "tcp_option_field", "trace_to_pcap",
+    "RecordTransform", "TraceWriter", "build_ipv4_tcp", "read_trace", "replay_trace",
+    "tcp_option_field",
 ]

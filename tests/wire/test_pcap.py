@@ -12,8 +12,11 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.utils import rdpcap
 
+from mptcpsec.aio.capture import open_sink, pcap_file, trace_file, trace_to_pcap
 from mptcpsec.cli import main as cli_main
 from mptcpsec.crypto import active_backend_name
+from mptcpsec.lab.sample import SampleRecord, SampleResult, run_sample
+from mptcpsec.protocol.events import DataReinjected, SubflowPoisoned
 from mptcpsec.wire import scapy_layers as sl
 from mptcpsec.wire.header import HEADER_LEN, RecordType
 from mptcpsec.wire.options import (
@@ -23,7 +26,9 @@ from mptcpsec.wire.options import (
     MpPrio,
     MpsSubflow,
     MpTcpRst,
+    PoisonReason,
     RemoveAddr,
+    TcpRstReason,
     decode_options,
     encode_options,
 )
@@ -36,13 +41,10 @@ from mptcpsec.wire.pcap import (
     RecordDecryptor,
     TraceWriter,
     build_ipv4_tcp,
-    open_sink,
     read_trace,
     tcp_option_field,
-    trace_to_pcap,
 )
 from mptcpsec.wire.records import Record, build_record, data_dss
-from mptcpsec.wire.sample import SampleResult, run_sample
 
 C0, S0 = ("127.0.0.1", 40000), ("127.0.0.1", 5000)
 
@@ -80,7 +82,7 @@ def test_writer_sequence_numbers_and_split(tmp_path: Path) -> None:
     small = build_record(RecordType.CONTROL, 0, [Dss(data_ack=5)], bytes(16))
     big = build_record(RecordType.DATA, 0, [data_dss(0, 65519)], bytes(65519 + 16))
     out = tmp_path / "w.pcap"
-    with PcapWriter(out) as w:
+    with pcap_file(out) as w:
         w.subflow_open(0, C0, S0, ts=100.0)
         w.record(0, True, small, ts=100.1)
         w.record(0, False, big, ts=100.2)
@@ -139,10 +141,10 @@ def test_writer_to_file_object_and_trace_round_trip(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[SampleResult, Path, Path]:
-    """One real exchange over loopback, captured to pcap and to a JSON-lines trace."""
+    """One real connection over loopback, captured to pcap and to a JSON-lines trace."""
     d = tmp_path_factory.mktemp("sample")
     pcap, trace = d / "run.pcap", d / "run.jsonl"
-    sink = MultiSink(PcapWriter(pcap), TraceWriter(trace))
+    sink = MultiSink(pcap_file(pcap), trace_file(trace))
     try:
         result = run_sample(sink)
     finally:
@@ -154,6 +156,24 @@ def _payload_packets(pcap: Path) -> list[TCP]:
     return [p[TCP] for p in rdpcap(str(pcap)) if len(p[TCP].payload)]
 
 
+def _stream(pieces: list[tuple[Dss, bytes]], start: int) -> bytes:
+    """The byte stream from DATA (DSS, body) pieces: re-sent ranges counted once, by DSN."""
+    by_dsn: dict[int, bytes] = {}
+    for dss, body in pieces:
+        assert dss.dsn is not None
+        assert by_dsn.setdefault(dss.dsn, body) == body  # a re-sent range is the same bytes
+    out = bytearray()
+    for dsn in sorted(by_dsn):
+        assert dsn == start + len(out), "a gap in the data sequence space"
+        out += by_dsn[dsn]
+    return bytes(out)
+
+
+def _client_data(records: list[SampleRecord]) -> list[tuple[Dss, bytes]]:
+    return [(next(o for o in r.options if isinstance(o, Dss)), r.plaintext) for r in records
+            if r.type == RecordType.DATA and r.from_client and r.plaintext]
+
+
 @pytest.mark.network
 def test_sample_run_is_real_and_intact(sample: tuple[SampleResult, Path, Path]) -> None:
     result, _, _ = sample
@@ -161,8 +181,16 @@ def test_sample_run_is_real_and_intact(sample: tuple[SampleResult, Path, Path]) 
     assert result.subflows[0][0][0] == "127.0.0.1" and result.subflows[1][0][0] == "127.0.0.2"
     types = {r.type for r in result.records}
     assert types == {int(t) for t in RecordType}
-    data = [r for r in result.records if r.type == RecordType.DATA and r.from_client]
-    assert b"".join(r.plaintext for r in data) == result.sent
+    assert _stream(_client_data(result.records), result.client_idsn) == result.sent
+    # the poison: exactly one record (the tampered one, on subflow 1) did not open; the
+    # client reported the subflow on subflow 0 and re-sent what was in flight on it
+    closed = [r for r in result.records if not r.opened]
+    assert len(closed) == 1 and closed[0].subflow_id == result.poisoned == 1
+    assert not closed[0].from_client and closed[0].type == RecordType.DATA
+    assert any(isinstance(e, SubflowPoisoned) and e.subflow_id == 1 for e in result.events)
+    assert any(isinstance(e, DataReinjected) for e in result.events)
+    later = result.records[result.records.index(closed[0]) + 1:]
+    assert all(r.subflow_id == 0 for r in later)  # nothing more on the poisoned subflow
 
 
 @pytest.mark.network
@@ -185,10 +213,13 @@ def test_pcap_matches_records_read_by_scapy(sample: tuple[SampleResult, Path, Pa
     assert dss.data_ack == result.server_idsn
     add = next(o for r in result.records for o in r.options if isinstance(o, AddAddr))
     assert (str(add.address), add.port) == result.announced
-    rst = next(o for r in result.records for o in r.options if isinstance(o, MpTcpRst))
-    assert rst.reason == 3
-    join = next(o for r in result.records for o in r.options if isinstance(o, MpJoinSyn))
-    assert join.address_id == 1
+    report = next(r for r in result.records if any(isinstance(o, MpTcpRst) for o in r.options))
+    assert report.from_client and report.subflow_id == 0
+    assert report.options[0] == MpTcpRst(reason=TcpRstReason.MPTCP_ERROR)
+    assert report.options[1] == MpsSubflow(1, PoisonReason.AUTHENTICATION)
+    join = next(r for r in result.records if r.type == RecordType.JOIN)
+    assert isinstance(join.options[0], MpJoinSyn) and join.subflow_id == 1
+    assert join.options[1] == MpsSubflow(1)
 
 
 @pytest.mark.network
@@ -208,14 +239,15 @@ def test_decryption_hook_writes_plaintext(sample: tuple[SampleResult, Path, Path
     trace_to_pcap(trace, out, transform=decryptor)
     decryptor.close()
     client_ports = {client[1] for client, _ in result.subflows.values()}
-    sent = b""
+    sent = []
     for pkt in _payload_packets(out):
         rec = Record.decode(bytes(pkt.payload))
-        if rec.type == RecordType.DATA and pkt.sport in client_ports:
-            sent += rec.body
+        if rec.type == RecordType.DATA and pkt.sport in client_ports and rec.body:
+            sent.append((decode_options(rec.options)[0], rec.body))
         if rec.type in (RecordType.CONTROL, RecordType.KEY_UPDATE, RecordType.CLOSE):
             assert rec.body == b""  # opened: the tag is gone
-    assert sent == result.sent  # including the records after the KEY_UPDATE
+    # including the records after each KEY_UPDATE and those re-sent after the poison
+    assert _stream(sent, result.client_idsn) == result.sent
     # with no keys, records stay as they are
     same = RecordDecryptor(lambda *_: None)
     rec = result.records[5]
@@ -285,7 +317,8 @@ def test_cli_sample_and_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert cli_main(["pcap", "--sample", "-o", str(out), "--trace-out", str(trace),
                      "--summary", "--bytes", "20000"]) == 0
     text = capsys.readouterr().out
-    assert "MpTcpRst(reason=3)" in text and "KEY_UPDATE" in text and "wrote" in text
+    assert "MpTcpRst(reason=1)" in text and "KEY_UPDATE" in text and "wrote" in text
+    assert "JOIN" in text and "MpPrio(backup=True)" in text
     n_records = text.count("subflow ")
     assert len(_payload_packets(out)) == n_records
     assert cli_main(["pcap", "--trace", str(trace), "-o", str(tmp_path / "t.pcap")]) == 0
