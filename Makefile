@@ -27,8 +27,10 @@ install: $(STAMP)
 build: $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
 
+# mypy --strict on the packages in pyproject.toml's [tool.mypy] files.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
@@ -47,6 +49,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf build *.egg-info mptcpsec/_core*.so mptcpsec/_core.c .pytest_cache .benchmarks

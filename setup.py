@@ -9,6 +9,7 @@ TEST = [
     "pytest-timeout>=2.2",
     "hypothesis>=6.80",
     "ruff>=0.5",
+    "mypy>=1.8",
     # The fuzz targets' short runs in the test suite (wheels for Linux x86_64/aarch64).
     'atheris>=2.3; platform_system == "Linux"',
 ]

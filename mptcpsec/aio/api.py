@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ class MptcpsecStream:
     def __init__(self, driver: ConnectionDriver) -> None:
         self._driver = driver
         self._add_path: Callable[[Path], Awaitable[int | None]] | None = None
+        self._joining: set[asyncio.Task[int | None]] = set()
 
     async def add_path(self, path: Path) -> int | None:
         """Client: open one more subflow over `path` (a join); its id, or None if it failed.
@@ -80,7 +82,7 @@ class MptcpsecStream:
         """Up to n bytes (n < 0: everything until EOF); b"" at EOF."""
         conn = self._driver.conn
         if n < 0:
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 data = await self.read(1 << 20)
                 if not data:
@@ -177,7 +179,7 @@ async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
     if len(paths) < conn.kx_paths:
         raise ConfigError(f"key exchange {config.key_exchange} needs {conn.kx_paths} paths, "
                           f"got {len(paths)}")
-    joining: set[asyncio.Task[None]] = set()
+    joining: set[asyncio.Task[int | None]] = set()
     local_hosts: list[str | None] = []
 
     def open_join(cmd: OpenSubflow) -> None:
@@ -234,7 +236,7 @@ async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
         local_hosts.append(path.local)
         await _join(path, path.local)
     stream = MptcpsecStream(driver)
-    stream._joining = joining  # type: ignore[attr-defined]  # keep tasks referenced
+    stream._joining = joining  # joins in progress stay referenced
 
     async def add_path(path: Path) -> int | None:
         if path.local is not None and path.local not in local_hosts:
@@ -324,7 +326,7 @@ class MptcpsecServer:
             self._conn_count += 1
             driver = ConnectionDriver(conn, self._loop, self.trace, tap=tap)
             self.drivers[id(conn)] = driver
-            driver.add_listener(lambda ev, d=driver: self._on_event(d, ev))
+            driver.add_listener(functools.partial(self._on_event, driver))
         driver.attach(result.subflow_id, proto, bytes(proto.prefix))
         proto.prefix.clear()
         driver.flush()

@@ -39,7 +39,7 @@ def tcp_rtt(sock: socket.socket | None) -> float | None:
     if len(info) < _TCP_INFO_RTT_OFFSET + 4:
         return None
     (rtt_us,) = struct.unpack_from("I", info, _TCP_INFO_RTT_OFFSET)
-    return rtt_us / 1e6
+    return float(rtt_us) / 1e6
 
 
 class SubflowProtocol(asyncio.Protocol):
@@ -118,7 +118,7 @@ class RecordTap:
     def open(self, sid: int, client: tuple[str, int], server: tuple[str, int]) -> None:
         self.sink.subflow_open(self.id_base + sid, client, server, time.time())
 
-    def feed(self, sid: int, from_client: bool, data: bytes) -> None:
+    def feed(self, sid: int, from_client: bool, data: bytes | bytearray) -> None:
         key = (sid, from_client)
         if key in self._broken:
             return
@@ -214,10 +214,10 @@ class ConnectionDriver:
                 self.conn.update_path(sid, rtt=proto.rtt() if check_rtt else None,
                                       send_space=proto.send_space())
             for sid, data in self.conn.data_to_send(now):
-                proto = self.protocols.get(sid)
-                if proto is not None and proto.transport is not None \
-                        and not proto.transport.is_closing():
-                    proto.transport.write(data)
+                target = self.protocols.get(sid)
+                if target is not None and target.transport is not None \
+                        and not target.transport.is_closing():
+                    target.transport.write(data)
                     if self.tap is not None:
                         self.tap.feed(sid, self._client, data)
             while (cmd := self.conn.next_command()) is not None:

@@ -183,6 +183,8 @@ class RecordList(Sequence[OpenedRecord]):
             return list(self) == list(other)
         return NotImplemented
 
+    # Unhashable like the list it compares equal to: the standard idiom, which mypy only
+    # accepts with an ignore since object.__hash__ is a method.
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import (
     AuthenticationError,
@@ -35,31 +35,36 @@ from .aead import (
     failure,
 )
 
+if TYPE_CHECKING:
+    from .._core import FFI, CData, Lib
+
 try:
-    from .. import _core  # type: ignore[attr-defined]
+    from .. import _core
 except ImportError as exc:  # pragma: no cover - exercised by the selection tests
-    _core = None
+    _CORE: tuple[FFI, Lib] | None = None
     _IMPORT_ERROR: ImportError | None = exc
 else:
+    _CORE = (_core.ffi, _core.lib)
     _IMPORT_ERROR = None
 
 _REC_IN = struct.Struct("=BBHIII")
 _REC_OUT_SIZE = 12
 
 
-def _load() -> Any:
-    if _core is None:
+def _load() -> tuple[FFI, Lib]:
+    """The C module's ``ffi`` and ``lib``; a clear error naming the fix if it is not built."""
+    if _CORE is None:
         raise BackendUnavailableError(
             "the mptcpsec C core is not built (mptcpsec._core failed to import: "
             f"{_IMPORT_ERROR}); run `make install` (or `make build` after editing csrc/), "
             "which needs a C compiler and the OpenSSL 3 headers (Debian: libssl-dev); "
             "or select the pure-Python reference with MPTCPSEC_BACKEND=python"
         )
-    return _core
+    return _CORE
 
 
-def _raise(code: int, what: str) -> None:
-    lib = _core.lib
+def _raise(code: int, what: str) -> NoReturn:
+    lib = _load()[1]
     exc: type[Exception] = {
         lib.MPS_ERR_ARG: ValueError,
         lib.MPS_ERR_ALG: UnsupportedAlgorithmError,
@@ -85,33 +90,40 @@ def _arg(ffi: Any, data: bytes | bytearray | memoryview) -> Any:
     return data if type(data) is bytes else ffi.from_buffer(data)
 
 
+#: The C core's error (csrc/mptcpsec_core.h, enum mps_err) behind each reason a batch
+#: open stops with; any other code is reported as FAILED.
+FAILURE_CODES: dict[FailureReason, str] = {
+    FailureReason.AUTH: "MPS_ERR_AUTH",
+    FailureReason.VERSION: "MPS_ERR_VERSION",
+    FailureReason.TYPE: "MPS_ERR_TYPE",
+    FailureReason.TOO_LARGE: "MPS_ERR_TOOBIG",
+    FailureReason.SHORT_BODY: "MPS_ERR_BODYLEN",
+    FailureReason.COUNTER: "MPS_ERR_COUNTER",
+    FailureReason.FAILED: "MPS_ERR_FAILED",
+}
+
+
 def _reason(code: int) -> FailureReason:
-    lib = _core.lib
-    return {
-        lib.MPS_ERR_AUTH: FailureReason.AUTH,
-        lib.MPS_ERR_VERSION: FailureReason.VERSION,
-        lib.MPS_ERR_TYPE: FailureReason.TYPE,
-        lib.MPS_ERR_TOOBIG: FailureReason.TOO_LARGE,
-        lib.MPS_ERR_BODYLEN: FailureReason.SHORT_BODY,
-        lib.MPS_ERR_COUNTER: FailureReason.COUNTER,
-        lib.MPS_ERR_FAILED: FailureReason.FAILED,
-    }.get(code, FailureReason.FAILED)
+    lib = _load()[1]
+    for reason, name in FAILURE_CODES.items():
+        if getattr(lib, name) == code:
+            return reason
+    return FailureReason.FAILED
 
 
 class _CoreObject:
     """Owns one mps_aead; frees (and so wipes) it on close or garbage collection."""
 
     def __init__(self, alg: Algorithm | str, key: bytes, iv: bytes, encrypt: bool) -> None:
-        core = _load()
+        self._ffi, self._lib = _load()
         self.algorithm = Algorithm.parse(alg)
         check_key_iv(self.algorithm, key, iv)
-        self._ffi, self._lib = core.ffi, core.lib
         err = self._ffi.new("int *")
         ptr = self._lib.mps_aead_new(self.algorithm.core_id, key, len(key), iv, len(iv),
                                      1 if encrypt else 0, err)
         if ptr == self._ffi.NULL:
             _raise(err[0], "cannot create the AEAD object")
-        self._ctx = self._ffi.gc(ptr, self._lib.mps_aead_free)
+        self._ctx: CData | None = self._ffi.gc(ptr, self._lib.mps_aead_free)
         self._out_len = self._ffi.new("size_t *")
         self._scratch_buf: Any = None
         self._scratch_len = 0
@@ -278,8 +290,7 @@ class CoreBackend(Backend):
     name = "c"
 
     def __init__(self) -> None:
-        core = _load()
-        self._ffi, self._lib = core.ffi, core.lib
+        self._ffi, self._lib = _load()
 
     def sealer(self, alg: Algorithm | str, key: bytes, iv: bytes) -> Sealer:
         return CoreSealer(alg, key, iv)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import NoReturn
 
 from mptcpsec.errors import InvalidKeyError, UnsupportedAlgorithmError
 
@@ -54,11 +56,12 @@ class Role(str, Enum):
 # --------------------------------------------------------------------------- HKDF
 
 
-def _hash_ctor(hash_name: str):  # type: ignore[no-untyped-def]
+def _hash_ctor(hash_name: str) -> Callable[[], hashlib._Hash]:
     try:
-        return getattr(hashlib, hash_name)
+        ctor: Callable[[], hashlib._Hash] = getattr(hashlib, hash_name)
     except AttributeError:
         raise UnsupportedAlgorithmError(f"unsupported hash {hash_name!r}") from None
+    return ctor
 
 
 def hash_len(hash_name: str = "sha256") -> int:
@@ -170,6 +173,8 @@ class Secret:
             return hmac.compare_digest(bytes(self._buf), bytes(other._buf))
         return NotImplemented
 
+    # Unhashable (equality is by secret contents): the standard idiom, which mypy only
+    # accepts with an ignore since object.__hash__ is a method.
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
@@ -178,7 +183,7 @@ class Secret:
 
     __str__ = __repr__
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> NoReturn:
         raise TypeError("secrets cannot be pickled")
 
     def __del__(self) -> None:

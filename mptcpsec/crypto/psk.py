@@ -147,10 +147,11 @@ class PskKeyExchange:
             self._secrets.wipe()
         return Step(send=[(0, encode_abort(VERSION, reason))], error=self._error)
 
-    def _derive(self, server_hello_core: bytes) -> None:
+    def _derive(self, server_hello_core: bytes) -> HandshakeSecrets:
         self._th = hashlib.sha256(self._hello + server_hello_core).digest()
         self._secrets = derive_handshake_secrets(MODE, self._psk.buffer, self._th)
         self._psk.wipe()
+        return self._secrets
 
     def receive(self, path: int, message: bytes) -> Step:
         if self._error is not None:
@@ -199,12 +200,11 @@ class PskKeyExchange:
         if len(message) != 2 + NONCE_LEN + CONFIRM_LEN:
             return self._abort("malformed PSK_SERVER_HELLO")
         self._peer_nonce = bytes(message[2:2 + NONCE_LEN])
-        self._derive(bytes(message[:2 + NONCE_LEN]))
-        assert self._secrets is not None
-        if not hmac.compare_digest(self._secrets.confirm(Role.SERVER, self._th, 0),
+        hs = self._derive(bytes(message[:2 + NONCE_LEN]))
+        if not hmac.compare_digest(hs.confirm(Role.SERVER, self._th, 0),
                                    message[2 + NONCE_LEN:]):
             return self._abort("server key confirmation failed (different pre-shared key?)")
-        confirm = self._secrets.confirm(Role.CLIENT, self._th, 0)
+        confirm = hs.confirm(Role.CLIENT, self._th, 0)
         fin = bytes([PSK_CLIENT_FINISHED, VERSION]) + confirm
         self._result = self._make_result(self._nonce, self._peer_nonce)
         return Step(send=[(0, fin)], result=self._result)

@@ -13,12 +13,12 @@ No I/O here; ``decode_options`` / ``encode_options`` handle a record's option ar
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import MISSING, dataclass, fields
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from itertools import pairwise
-from typing import ClassVar, TypeVar
+from typing import ClassVar, TypeVar, cast
 
 from ..errors import (
     OptionError,
@@ -469,11 +469,12 @@ class AddAddr(MptcpOption):
 
     def __post_init__(self) -> None:
         _check_uint("address_id", self.address_id, 8)
-        if not isinstance(self.address, (IPv4Address, IPv6Address)):
+        given: object = self.address  # callers may pass text; stored as an address object
+        if not isinstance(given, (IPv4Address, IPv6Address)):
             try:
-                object.__setattr__(self, "address", ip_address(self.address))
+                object.__setattr__(self, "address", ip_address(cast("str | int", given)))
             except ValueError as exc:
-                raise OptionValueError(f"ADD_ADDR: bad address {self.address!r}") from exc
+                raise OptionValueError(f"ADD_ADDR: bad address {given!r}") from exc
         if self.port is not None:
             _check_uint("port", self.port, 16)
         if self.echo:
@@ -718,7 +719,8 @@ def _decode_experimental(value: bytes) -> MptcpOption:
     raise UnknownOptionError(f"MP_EXPERIMENTAL: unknown MPTCPsec option type {ext}")
 
 
-_DECODERS = {
+#: Keyed by the 4-bit subtype as read from the wire (Subtype is an IntEnum).
+_DECODERS: dict[int, Callable[[bytes], MptcpOption]] = {
     Subtype.MP_CAPABLE: MpCapable._from_value,
     Subtype.MP_JOIN: _decode_join,
     Subtype.DSS: Dss._from_value,
@@ -752,7 +754,7 @@ def decode_option(data: bytes | bytearray | memoryview, offset: int = 0) -> tupl
         raise OptionTruncatedError(f"MPTCP option of length {length}, only {remaining} bytes")
     value = bytes(data[offset + 2:offset + length])
     subtype = value[0] >> 4
-    decoder = _DECODERS.get(subtype)  # type: ignore[call-overload]
+    decoder = _DECODERS.get(subtype)
     if decoder is None:
         raise UnknownOptionError(f"unknown MPTCP option subtype {subtype:#x}")
     return decoder(value), offset + length

@@ -92,14 +92,18 @@ def _subtype(value: int) -> BitEnumField:
     return BitEnumField("subtype", value, 4, _SUBTYPES)
 
 
+#: "Unset" for a 64-bit field: scapy supports None there but annotates the default as int.
+_UNSET_U64: Any = None
+
+
 class MPTCP_CAPABLE(_MptcpValue):
     name = "MP_CAPABLE"
     fields_desc = [
         _subtype(Subtype.MP_CAPABLE),
         BitField("version", 1, 4),
         FlagsField("flags", 0x01, 8, "HGFEDCBA"),
-        ConditionalField(XLongField("sender_key", None), _has("sender_key", 10)),
-        ConditionalField(XLongField("receiver_key", None), _has("receiver_key", 18)),
+        ConditionalField(XLongField("sender_key", _UNSET_U64), _has("sender_key", 10)),
+        ConditionalField(XLongField("receiver_key", _UNSET_U64), _has("receiver_key", 18)),
         ConditionalField(ShortField("data_len", None), _has("data_len", 20)),
         ConditionalField(XShortField("checksum", None), _has("checksum", 22)),
     ]
@@ -368,8 +372,9 @@ def register() -> None:
     field_cls = inet.TCPOptionsField
     _original["m2i"] = field_cls.m2i
     _original["i2m"] = field_cls.i2m
-    field_cls.m2i = _m2i  # type: ignore[method-assign]
-    field_cls.i2m = _i2m  # type: ignore[method-assign]
+    # Patch the class itself (scapy has no hook for new option kinds).
+    setattr(field_cls, "m2i", _m2i)  # noqa: B010
+    setattr(field_cls, "i2m", _i2m)  # noqa: B010
 
 
 def unregister() -> None:
@@ -377,8 +382,8 @@ def unregister() -> None:
     if not _original:
         return
     field_cls = inet.TCPOptionsField
-    field_cls.m2i = _original.pop("m2i")  # type: ignore[method-assign]
-    field_cls.i2m = _original.pop("i2m")  # type: ignore[method-assign]
+    setattr(field_cls, "m2i", _original.pop("m2i"))  # noqa: B010
+    setattr(field_cls, "i2m", _original.pop("i2m"))  # noqa: B010
     inet.TCPOptions[0].pop(KIND_MPTCP, None)
     inet.TCPOptions[1].pop(OPTION_NAME, None)
 

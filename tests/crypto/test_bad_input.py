@@ -135,7 +135,7 @@ def test_backend_selection(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_c_build_is_a_clear_error_not_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     from mptcpsec.crypto import backend as selection
 
-    monkeypatch.setattr(backend_c, "_core", None)
+    monkeypatch.setattr(backend_c, "_CORE", None)  # as if mptcpsec._core failed to import
     monkeypatch.setattr(selection, "_cache", {})
     monkeypatch.setenv("MPTCPSEC_BACKEND", "c")
     with pytest.raises(BackendUnavailableError, match="make install"):

@@ -9,9 +9,9 @@ import pytest
 from scapy.all import TCP, rdpcap  # type: ignore[attr-defined]
 
 from mptcpsec.aio.api import Path, connect, serve
+from mptcpsec.aio.capture import open_sink
 from mptcpsec.cli import main as cli
 from mptcpsec.protocol.config import ConnectionConfig
-from mptcpsec.aio.capture import open_sink
 
 from .harness import echo_handler, free_port
 
