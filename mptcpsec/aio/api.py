@@ -136,6 +136,11 @@ class MptcpsecStream:
         self._driver.flush()
         self._driver.shutdown()
 
+    def shutdown(self) -> None:
+        """Reset every socket now, sending nothing more (the connection ended, or a test or
+        tool stops it abruptly: the peer sees a path failure, papers/SPEC.md section 10.5)."""
+        self._driver.shutdown()
+
     async def wait_closed(self, timeout: float | None = 30.0) -> None:
         try:
             await asyncio.wait_for(self._driver.closed.wait(), timeout)

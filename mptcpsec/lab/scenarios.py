@@ -231,7 +231,7 @@ async def run_scenario(sc: Scenario, observer: Observer | None = None) -> Scenar
     finally:
         stats = stream.subflow_stats() if stream is not None else []
         if stream is not None:
-            stream._driver.shutdown()
+            stream.shutdown()
         for p in proxies:
             await p.close()
         if server is not None:

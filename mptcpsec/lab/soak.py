@@ -330,7 +330,7 @@ async def _soak_clients(cfg: SoakConfig, paths: list[FlakyPath], server_pid: int
             result.corrupted += 1
         result.lost_bytes += len(c.pending)
         result.verified_bytes += c.verified
-        c.stream._driver.shutdown()
+        c.stream.shutdown()
     result.path_failures = sum(p.failures for p in paths)
 
 
