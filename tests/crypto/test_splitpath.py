@@ -8,11 +8,13 @@ import secrets
 from typing import Any
 
 import nacl.bindings
+import pytest
 
 from mptcpsec.aio.kx import frame_handshake, parse_handshake_record
 from mptcpsec.aio.stores import FileKnownHosts
 from mptcpsec.crypto import splitpath as sp
 from mptcpsec.crypto.keyschedule import Role
+from mptcpsec.crypto.known_hosts import MemoryKnownHosts, format_known_host, parse_known_hosts
 from mptcpsec.crypto.kx import derive_handshake_secrets
 from mptcpsec.crypto.splitpath import (
     IdentityMismatchError,
@@ -340,3 +342,34 @@ def test_passive_on_both_paths_learns_nothing(kx: Any) -> None:
                client_share, server_share, hashlib.sha256(client_share + server_share).digest()]
     for ikm in guesses:
         assert derive_handshake_secrets(sp.MODE, ikm, th).connection_secret != c.connection_secret
+
+
+def test_known_hosts_stores(kx: Any, tmp_path: Any) -> None:
+    """The in-memory store and the file store behave alike; the format is checked."""
+    seed = generate_identity_seed()
+    key = identity_public_key(seed)
+    name = "server.example:4433"
+    memory = MemoryKnownHosts()
+    client, server = pair(seed, known_hosts=memory, server_name=name)
+    c, _ = kx.pump_in_memory(client, server)
+    assert not isinstance(c, BaseException) and memory.get(name) == key
+    # a server that stops signing is refused, in memory as on disk
+    path = tmp_path / "known_hosts"
+    path.write_text(f"# comment\n\n{format_known_host(name, key)}")
+    for store in (memory, FileKnownHosts(path)):
+        client, server = pair(None, known_hosts=store, server_name=name)
+        c, _ = kx.pump_in_memory(client, server)
+        assert isinstance(c, IdentityMismatchError) and "did not prove" in str(c), c
+    # the file store appends, and re-reads what another process added
+    other = FileKnownHosts(path)
+    other.remember("b:1", bytes(32))
+    assert FileKnownHosts(path).load() == {name: key, "b:1": bytes(32)}
+    assert MemoryKnownHosts(path.read_text()).hosts == FileKnownHosts(path).load()
+    assert FileKnownHosts(tmp_path / "absent").get(name) is None
+    for bad in ("name ed25519 zz", "name rsa " + "00" * 32, "name ed25519 00"):
+        with pytest.raises(KeyExchangeError, match="known_hosts line 1"):
+            parse_known_hosts(bad)
+    with pytest.raises(KeyExchangeError, match="invalid known_hosts name"):
+        memory.remember("has space", key)
+    with pytest.raises(KeyExchangeError, match="takes a store"):
+        SplitPathConfig(Role.CLIENT, known_hosts=str(path))  # type: ignore[arg-type]
