@@ -28,6 +28,8 @@ Address = tuple[str, int]
 #: Pending TCP connections per listening socket (asyncio's default of 100 is what a flood
 #: of connection attempts would meet first).
 LISTEN_BACKLOG = 1024
+#: Seconds a pending socket may outlive its deadline, so that one sweep resets many.
+SWEEP_SLACK = 0.05
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,6 @@ class MptcpsecServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._sweep_timer: asyncio.TimerHandle | None = None
-        self._sweep_at = 0.0
         self.addresses: list[Address] = []
         self._closed = False
 
@@ -370,16 +371,20 @@ class MptcpsecServer:
             del self.finished[:-1000]
 
     def _arm_sweep(self) -> None:
-        """One timer at the endpoint's next deadline (a silent or parked first record)."""
-        deadline = self.endpoint.next_deadline()
-        if deadline is None or self._closed:
+        """One timer at the endpoint's next deadline (a silent or parked first record).
+
+        A new socket's deadline is never earlier than an armed timer's (every socket gets
+        the same timeout), so an armed timer stays; the sweep re-arms itself. Deadlines
+        within SWEEP_SLACK of each other share one wake-up, so a flood of sockets costs a
+        sweep per SWEEP_SLACK, not one per socket.
+        """
+        if self._sweep_timer is not None or self._closed:
             return
-        if self._sweep_timer is not None:
-            if self._sweep_at <= deadline:
-                return  # fires first anyway, and re-arms
-            self._sweep_timer.cancel()
-        self._sweep_at = deadline
-        self._sweep_timer = self._loop.call_at(deadline, self._sweep)
+        deadline = self.endpoint.next_deadline()
+        if deadline is None:
+            return
+        at = max(deadline, self._loop.time() + SWEEP_SLACK)
+        self._sweep_timer = self._loop.call_at(at, self._sweep)
 
     def _sweep(self) -> None:
         """Reset the sockets whose first record is overdue (papers/SPEC.md section 10)."""

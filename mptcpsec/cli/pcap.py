@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
             lines = [_summary_line(r.subflow_id, r.from_client, r.wire) for r in result.records]
             source = (f"sample connection: {result.key_exchange} key exchange, "
                       f"{len(result.subflows)} subflows, {result.poisoned is not None:d} poisoned, "
-                      f"{args.bytes} bytes echoed intact, {result.algorithm} on the "
+                      f"{len(result.sent)} bytes echoed intact, {result.algorithm} on the "
                       f"'{result.backend}' backend")
             count = len(result.records)
         else:
@@ -148,6 +148,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--key-exchange", choices=["tls", "psk"], default="tls",
                    help="key exchange of the --sample connection (default: %(default)s)")
     p.add_argument("--bytes", type=int, default=96 * 1024, metavar="N",
-                   help="bytes the --sample client sends and gets echoed, >= 8192 "
-                        "(default: %(default)s)")
+                   help="bytes the --sample client sends and gets echoed, >= 8192; a few KiB "
+                        "more if the echo needs them to cross subflow 1 (default: %(default)s)")
     p.set_defaults(func=_run)

@@ -27,7 +27,9 @@ import contextlib
 import hashlib
 import io
 import os
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,28 +180,38 @@ async def _echo(stream: MptcpsecStream) -> None:
         await stream.drain()
 
 
-async def _until(pred: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise SampleError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
+class _Watch:
+    """Wakes a waiter at each event of the connection (no polling)."""
+
+    def __init__(self, stream: MptcpsecStream) -> None:
+        self.stream = stream
+        self.changed = asyncio.Event()
+        stream.add_event_listener(lambda _event: self.changed.set())
+
+    async def until(self, pred: Callable[[Event], bool], timeout: float, what: str) -> Event:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = next((e for e in self.stream.events if pred(e)), None)
+            if found is not None:
+                return found
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise SampleError(f"timed out waiting for {what}") from None
 
 
-async def _listen(addresses: tuple[str, str], log: io.StringIO) -> tuple[Any, int]:
-    """A port free on both addresses (held by a throwaway server until the real one)."""
+def _free_port(addresses: tuple[str, str]) -> int:
+    """A TCP port free on both addresses (the server listens on the same port on each)."""
     for _ in range(20):
-        srv = await serve(_echo, [(addresses[0], 0)], ConnectionConfig())
-        port = srv.addresses[0][1]
-        try:
-            probe = await serve(_echo, [(addresses[1], port)], ConnectionConfig())
-        except OSError:
-            srv.close()
-            await srv.wait_closed()
-            continue
-        probe.close()
-        await probe.wait_closed()
-        return srv, port
+        with socket.create_server((addresses[0], 0)) as first:
+            port = int(first.getsockname()[1])
+            try:
+                with socket.create_server((addresses[1], port)):
+                    return port
+            except OSError:
+                continue
     raise SampleError(f"no port free on both {addresses[0]} and {addresses[1]}")
 
 
@@ -207,25 +219,25 @@ async def _exchange(collector: _Collector, *, key_exchange: str, algorithm: Algo
                     payload: bytes, addresses: tuple[str, str], timeout: float,
                     log: io.StringIO) -> dict[str, Any]:
     flip = _BitFlip()
-    srv, port = await _listen(addresses, log)
+    port = _free_port(addresses)
     announce = (addresses[1], port)
     client_cfg, server_cfg = _configs(key_exchange, algorithm, log, announce)
-    srv.close()
-    await srv.wait_closed()
     srv = await serve(_echo, [(addresses[0], port), (addresses[1], port)], server_cfg)
     relay = Relay((addresses[1], 0), (addresses[1], port), s2c=RecordHook(flip),
                   name="subflow 1")
     relay_addr = await relay.start()
-    echoed = bytearray()
+    sent, echoed = bytearray(), bytearray()
     try:
         stream = await connect([Path((addresses[0], port), addresses[0])], client_cfg,
                                sink=collector, timeout=timeout)
         conn = stream.connection
+        watch = _Watch(stream)
 
         async def send(part: bytes) -> None:
             for i in range(0, len(part), CHUNK):
                 stream.write(part[i:i + CHUNK])
                 await stream.drain()
+            sent.extend(part)
             echoed.extend(await asyncio.wait_for(stream.readexactly(len(part)), timeout))
 
         n = len(payload)
@@ -237,28 +249,36 @@ async def _exchange(collector: _Collector, *, key_exchange: str, algorithm: Algo
         if joined is None:
             raise SampleError("the join could not open its TCP connection")
         sid = joined
-        await _until(lambda: any(isinstance(e, SubflowEstablished) and e.subflow_id == sid
-                                 for e in stream.events), timeout, "the join")
+        await watch.until(lambda e: isinstance(e, SubflowEstablished) and e.subflow_id == sid,
+                          timeout, "the join")
         conn.set_backup(sid, True)
         await send(parts[1])
         conn.set_backup(sid, False)
         await send(parts[2])
         # 3. one flipped bit on subflow 1: poisoned, reported, re-sent
         flip.armed = True
-        for i in range(0, len(parts[3]), CHUNK):
-            await send(parts[3][i:i + CHUNK])
+        pieces = [parts[3][i:i + CHUNK] for i in range(0, len(parts[3]), CHUNK)]
+        # The server's scheduler picks its subflows: echo more (bounded) until one record
+        # crossed subflow 1.
+        for _ in range(16):
+            if flip.flipped:
+                break
+            await send(pieces.pop(0) if pieces else os.urandom(1024))
         if not flip.flipped:
             raise SampleError("no server DATA record crossed subflow 1 to be tampered with")
-        await _until(lambda: any(isinstance(e, SubflowPoisoned) for e in stream.events),
-                     timeout, "the poisoned subflow")
+        for piece in pieces:
+            await send(piece)
+        poison = await watch.until(lambda e: isinstance(e, SubflowPoisoned), timeout,
+                                   "the poisoned subflow")
         await send(parts[4])
         # 4. DATA_FIN and CLOSE
         stream.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await stream.wait_closed(timeout)
         keys = conn.keys
-        poisoned = next(e.subflow_id for e in stream.events if isinstance(e, SubflowPoisoned))
-        return {"echoed": bytes(echoed), "announced": announce, "poisoned": poisoned,
+        assert isinstance(poison, SubflowPoisoned)
+        return {"sent": bytes(sent), "echoed": bytes(echoed), "announced": announce,
+                "poisoned": poison.subflow_id,
                 "client_idsn": keys.client_idsn if keys else 0,
                 "server_idsn": keys.server_idsn if keys else 0,
                 "events": list(stream.events)}
@@ -315,7 +335,7 @@ def run_sample(sink: RecordSink | None = None, *, algorithm: str = "aes-128-gcm"
     records = _open_records(collector, keys, collector.info.get("mode", "mptcpsec") == "mptcpsec")
     return SampleResult(alg.value, active_backend_name(), key_exchange,
                         dict(collector.subflows), records, facts["client_idsn"],
-                        facts["server_idsn"], payload, facts["echoed"], keys,
+                        facts["server_idsn"], facts["sent"], facts["echoed"], keys,
                         facts["announced"], facts["poisoned"], facts["events"])
 
 
