@@ -342,3 +342,10 @@ def test_open_sink(tmp_path: Path) -> None:
     both.close()
     assert (tmp_path / "b.jsonl").read_text().count("subflow_open") == 1
     assert len(rdpcap(str(tmp_path / "b.pcap"))) == 3
+    # the writers in wire/ take file objects; paths are opened by mptcpsec.aio.capture
+    for writer in (PcapWriter, TraceWriter):
+        with pytest.raises(PcapError, match="not a path"):
+            writer(str(tmp_path / "c"))  # type: ignore[arg-type]
+        with pytest.raises(PcapError, match="write"):
+            writer(42)  # type: ignore[arg-type]
+    assert not (tmp_path / "c").exists()
