@@ -370,6 +370,11 @@ class MptcpsecServer:
             self.finished.append(stream)
             del self.finished[:-1000]
 
+    @property
+    def sweep_at(self) -> float | None:
+        """Loop time of the next reset of overdue first records; None when none is due."""
+        return None if self._sweep_timer is None else self._sweep_timer.when()
+
     def _arm_sweep(self) -> None:
         """One timer at the endpoint's next deadline (a silent or parked first record).
 
