@@ -38,6 +38,7 @@ class KeyLogFile:
         self._lock = threading.Lock()
 
     def write(self, line: str, /) -> int:
+        """Append one complete line (SPEC section 7.5) in a single write."""
         data = line.encode("ascii", "replace")
         with self._lock:
             if self._fd is None:
@@ -45,6 +46,7 @@ class KeyLogFile:
             return os.write(self._fd, data)
 
     def close(self) -> None:
+        """Close the file; later writes are a KeyLogError."""
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)

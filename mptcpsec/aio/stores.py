@@ -33,9 +33,11 @@ class FileKnownHosts:
         return parse_known_hosts(self.path.read_text(encoding="utf-8"))
 
     def get(self, name: str) -> bytes | None:
+        """The key on file for ``name`` (SPEC section 7.3), or None."""
         return self.load().get(name)
 
     def remember(self, name: str, key: bytes) -> None:
+        """Append ``name ed25519 HEXKEY`` (first use, SPEC section 7.3)."""
         line = format_known_host(name, key)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(line)

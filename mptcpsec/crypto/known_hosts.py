@@ -71,9 +71,11 @@ class MemoryKnownHosts:
         self.hosts = parse_known_hosts(text)
 
     def get(self, name: str) -> bytes | None:
+        """The key remembered for ``name`` (SPEC section 7.3), or None."""
         return self.hosts.get(name)
 
     def remember(self, name: str, key: bytes) -> None:
+        """Remember ``key`` for ``name`` (first use, SPEC section 7.3)."""
         format_known_host(name, key)  # validates
         self.hosts[name] = bytes(key)
 
