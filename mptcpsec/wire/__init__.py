@@ -6,10 +6,13 @@
 - ``records``: record framing, the per-type rules, the incremental ``RecordParser``, and
   the ``(type, flags, options, plaintext)`` specs the crypto backend seals.
 - ``scapy_layers``: scapy layers for every option, registered into scapy's TCP (imports scapy).
-- ``pcap``: record sinks that write Wireshark-readable pcap or a JSON-lines trace.
-- ``sample``: a short real two-subflow exchange on loopback, for captures and tests.
+- ``pcap``: record sinks that write Wireshark-readable pcap or a JSON-lines trace to file
+  objects (``mptcpsec.aio.capture`` opens the files), and the offline decryption hook.
+- ``decrypt``: the keys of a capture, from a key log and the capture's public facts.
 
-Only ``header``, ``options`` and ``records`` are imported here; they do no I/O.
+Only ``header``, ``options`` and ``records`` are imported here. Nothing in ``wire`` opens
+a file, reads the environment or touches a socket (``pcap --sample`` lives in
+``mptcpsec.lab.sample``).
 """
 
 from .header import RecordHeader, RecordType
