@@ -14,6 +14,8 @@ from ._common import (
     CliError,
     add_attack_args,
     attack_from_args,
+    output_file,
+    plot_file,
     positive_float,
     run_async,
     size,
@@ -66,11 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "print a table")
     o.add_argument("--json", action="store_true",
                    help='print the result as JSON (with --compare: {"runs": [...]})')
-    o.add_argument("--plot", metavar="FILE.png", help="per-subflow throughput over time, "
-                   "the attack marked")
-    o.add_argument("--pcap", metavar="FILE", help="capture every record (client side); "
-                   "with --compare, one file per mode (FILE-MODE.pcap)")
-    o.add_argument("--trace", metavar="FILE", help="records as JSON lines (as --pcap)")
+    o.add_argument("--plot", metavar="FILE.png", type=plot_file,
+                   help="per-subflow throughput over time, the attack marked (.png, .svg or "
+                   ".pdf)")
+    o.add_argument("--pcap", metavar="FILE", type=output_file,
+                   help="capture every record (client side); with --compare, one file per "
+                   "mode (FILE-MODE.pcap)")
+    o.add_argument("--trace", metavar="FILE", type=output_file,
+                   help="records as JSON lines (as --pcap)")
     o.add_argument("--no-live", action="store_true",
                    help="plain progress lines even on a terminal")
     o.add_argument("--quiet", "-q", action="store_true", help="only the verdict (or JSON)")

@@ -15,6 +15,7 @@ from ._common import (
     add_attack_args,
     address,
     attack_from_args,
+    listen_address,
     positive_float,
     run_async,
     size,
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="A TCP relay for one path: it emulates the path (one-way delay, rate "
         "limit, blackhole) and can attack the records on it, as an on-path attacker would.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--listen", required=True, type=address, metavar="HOST:PORT",
+    p.add_argument("--listen", required=True, type=listen_address, metavar="HOST:PORT",
                    help="where clients connect")
     p.add_argument("--upstream", required=True, type=address, metavar="HOST:PORT",
                    help="the server address behind the proxy")
@@ -104,6 +105,9 @@ def _run(args: argparse.Namespace) -> int:
             await proxy.close()
         say("stopped")
         if args.json:
+            for key in ("listen", "upstream"):  # HOST:PORT, as on the command line
+                host, port = stats[key]
+                stats[key] = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
             print(json.dumps(stats, indent=2))
         return 0
 
