@@ -35,9 +35,15 @@ def _silence_stdout() -> None:
 
 
 async def relay_stdio(stream: Any, stop: asyncio.Event) -> int:
-    """stdin -> stream (DATA_FIN at EOF); stream -> stdout until the peer's DATA_FIN."""
+    """stdin -> stream (DATA_FIN at EOF); stream -> stdout until the peer's DATA_FIN.
+
+    The directions close independently (half-close), so a file sent while the peer has
+    already finished its own is delivered whole. Only an interactive stdin (a terminal)
+    is closed as soon as the peer has finished: there is no more answer to wait for.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
+    interactive = _isatty(sys.stdin)
 
     def read_stdin() -> None:  # a daemon thread: never holds the process at exit
         fd = sys.stdin.fileno()
@@ -46,9 +52,17 @@ async def relay_stdio(stream: Any, stop: asyncio.Event) -> int:
                 data = os.read(fd, 65536)
             except OSError:
                 data = b""
-            fut = asyncio.run_coroutine_threadsafe(queue.put(data), loop)
-            with contextlib.suppress(Exception):
-                fut.result()
+            done = threading.Event()
+
+            def deliver(chunk: bytes = data, done: threading.Event = done) -> None:
+                task = loop.create_task(queue.put(chunk))  # created on the loop's thread
+                task.add_done_callback(lambda _: done.set())
+
+            try:
+                loop.call_soon_threadsafe(deliver)
+            except RuntimeError:  # the loop has closed: nobody reads any more
+                return
+            done.wait()  # back-pressure: one chunk in flight beyond the queue
             if not data:
                 return
 
@@ -74,6 +88,8 @@ async def relay_stdio(stream: Any, stop: asyncio.Event) -> int:
     stopper = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait([down, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if down.done() and not stop.is_set() and down.exception() is None and not interactive:
+            await asyncio.wait([up, stopper], return_when=asyncio.FIRST_COMPLETED)
     finally:
         for t in (up, down, stopper):
             t.cancel()
@@ -89,12 +105,17 @@ async def relay_stdio(stream: Any, stop: asyncio.Event) -> int:
                            "closed") from None
         if isinstance(r, MptcpsecError):
             raise r
-    # The peer ended its direction: end ours too (stdin not yet read is not sent, as with
-    # `nc -N`), so that both ends see an authenticated close.
     with contextlib.suppress(MptcpsecError):
-        stream.close()
+        stream.close()  # interactive: our direction ends with the peer's
     try:
         await stream.wait_closed(5)
     except asyncio.TimeoutError:
         raise CliError("the peer did not complete the close within 5 s") from None
     return 0
+
+
+def _isatty(f: Any) -> bool:
+    try:
+        return bool(f.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False

@@ -37,6 +37,10 @@ Ctrl-C stops the server.
 """
 
 
+#: The reason a connection still open after the shutdown grace period is fast-closed with.
+SHUTDOWN = "server shutting down"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="run an echo (or discard) server on several addresses",
@@ -101,7 +105,9 @@ def _run(args: argparse.Namespace) -> int:
             log.info(f"connection {n} from {who}: {ev.mode}, key exchange {ev.key_exchange}, "
                      f"{ev.algorithm}")
         elif isinstance(ev, ConnectionTerminated):
-            if ev.error is not None and n not in handled:
+            if ev.error is not None and ev.error.endswith(SHUTDOWN):
+                pass  # logged by _shut_down
+            elif ev.error is not None and n not in handled:
                 refused.warning(f"refused {who} (connection {n}): handshake failed: {ev.error}")
             elif ev.error is not None:
                 log.warning(f"connection {n}: failed: {ev.error}")
@@ -146,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
                     return
                 while data := await stream.read(1 << 16):
                     total += len(data)
-                    if not args.discard:
+                    if not args.discard and not stop.is_set():  # shutting down: no echo
                         stream.write(data)
                         await stream.drain()
                 stream.close()  # our DATA_FIN after the last echoed byte
@@ -163,9 +169,11 @@ def _run(args: argparse.Namespace) -> int:
                                "duration_s": round(time.monotonic() - t0, 3),
                                "subflows": stream.subflow_stats(),
                                "events": [e.to_dict() for e in stream.events]}
+                    error = stream.error
                     log.info(f"connection {n}: {total:,} bytes "
                              f"{'discarded' if args.discard else 'echoed'}"
-                             + (f", error: {stream.error}" if stream.error else ""))
+                             + ("" if not error or error.endswith(SHUTDOWN)
+                                else f", error: {error}"))
                     if args.json:
                         print(json.dumps(summary, default=str), flush=True)
                 if args.once or args.stdio:
@@ -233,4 +241,4 @@ async def _shut_down(live: dict[int, Any], grace: float, log: Any) -> None:
     for n, stream in streams.items():
         if not stream._driver.closed.is_set():
             log.info(f"connection {n}: fast-closed (did not finish within {grace:g} s)")
-            stream.abort("server shutting down")
+            stream.abort(SHUTDOWN)
