@@ -28,7 +28,8 @@ def test_server_logs_refused_handshakes_with_address_and_reason(procs: Processes
     res = run_cli("connect", "-c", f"127.0.0.1:{port}", "-k", "psk", "--verify", "1k",
                   "--timeout", "5", env={"MPTCPSEC_PSK": "cd" * 32})
     assert res.returncode == 1
-    with socket.create_connection(("127.0.0.2", port), source_address=("127.0.0.2", 0)) as s:  # garbage, not a record
+    # Garbage, not a record:
+    with socket.create_connection(("127.0.0.2", port), source_address=("127.0.0.2", 0)) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         s.settimeout(5)
         assert s.recv(100) == b""  # reset or closed, nothing answered
@@ -87,7 +88,7 @@ def test_ctrl_c_closes_live_clients_cleanly(procs: Processes) -> None:
         if "shutting down" in seen[-1]:
             break
     client.stdin.close()
-    out, err = server.communicate(timeout=20)
+    _, err = server.communicate(timeout=20)
     err = "".join(seen) + err
     assert server.returncode == 0, err
     assert "shutting down: closing 1 live connection" in err
