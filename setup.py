@@ -24,7 +24,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["mptcpsec", "mptcpsec.*"]),
-    package_data={"mptcpsec": ["py.typed", "*.pyi"]},
+    package_data={"mptcpsec": ["py.typed", "*.pyi", "wire/dissector/*.lua"]},
     setup_requires=["cffi>=1.16"],
     cffi_modules=["csrc/build_core.py:ffibuilder"],
     install_requires=[
