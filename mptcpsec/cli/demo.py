@@ -152,14 +152,32 @@ def _run(args: argparse.Namespace) -> int:
     if args.plot:
         from ..demo.plot import plot_results
 
-        plot_results(results, args.plot)
+        try:
+            plot_results(results, args.plot)
+        except OSError as exc:
+            raise CliError(f"cannot write the plot {args.plot!r}: "
+                           f"{exc.strerror or exc}") from None
     if args.json:
-        doc = {"runs": [r.to_dict() for r in results]} if args.compare else results[0].to_dict()
+        from ..demo.verdict import to_json
+
+        doc = {"runs": [to_json(r) for r in results]} if args.compare else to_json(results[0])
         print(json.dumps(doc, indent=2, default=str))
     else:
         _print_verdicts(results, args, live)
         if args.plot:
             print(f"plot written to {args.plot}")
+    return _exit_status(results)
+
+
+def _exit_status(results: list[Any]) -> int:
+    """0 only if mptcpsec came back intact and the attack fired in every run: a run whose
+    attack never fired shows nothing, and a comparison of such runs proves nothing."""
+    idle = [r.mode for r in results if r.attack and not r.strikes]
+    if idle:
+        print(f"mptcpsec demo: the attack did not fire in: {', '.join(idle)} (too little "
+              "data crossed the attacked path: raise --bytes or lower --attack-after)",
+              file=sys.stderr)
+        return 1
     mine = [r for r in results if r.mode == "mptcpsec"]
     return 0 if all(r.intact for r in mine) else 1
 
@@ -179,7 +197,8 @@ def _print_verdicts(results: list[Any], args: argparse.Namespace, rich_out: bool
 
     from ..demo.verdict import explanation, headline, table_row
 
-    console = Console(highlight=False, width=None if rich_out else 120)
+    # Not a terminal: no hard wrapping (a pipe or file gets whole lines).
+    console = Console(highlight=False, width=None if rich_out else 120, soft_wrap=not rich_out)
     colour = {"INTACT": "bold green", "CORRUPTED": "bold red", "ABORTED": "bold yellow",
               "STALLED": "bold yellow"}
     if len(results) > 1:

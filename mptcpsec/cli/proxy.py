@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
                       rate_mbps=args.rate_mbps, blackhole_after=args.blackhole_after,
                       attack=spec, name="proxy",
                       on_strike=lambda s: say(f"ATTACK flow {s.flow} {s.direction} record "
-                                              f"{s.record_index} ({s.record_type}, stream "
+                                              f"{s.record_index + 1} ({s.record_type}, stream "
                                               f"offset {s.stream_offset}): {s.detail}"))
         try:
             await proxy.start()
