@@ -17,6 +17,9 @@ def setup(verbose: int = 0, log_file: str | None = None, quiet: bool = False) ->
     LOG.handlers.clear()
     LOG.propagate = False
     LOG.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # The library's own loggers (the lab's relays) speak only with -v: a command prints
+    # what matters in its own words, and the demo's live view is not interleaved.
+    logging.getLogger("mptcpsec.lab").setLevel(logging.NOTSET if verbose else logging.WARNING)
     fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
     if not quiet:
         err = logging.StreamHandler(sys.stderr)
