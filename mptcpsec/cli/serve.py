@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -102,6 +103,8 @@ def _run(args: argparse.Namespace) -> int:
     def on_connection_event(n: int, remote: tuple[str, int] | None, ev: Any) -> None:
         who = f"{remote[0]}:{remote[1]}" if remote else "?"
         if isinstance(ev, HandshakeCompleted):
+            handled.add(n)
+            numbers.append(n)  # its handler starts next, in this order
             log.info(f"connection {n} from {who}: {ev.mode}, key exchange {ev.key_exchange}, "
                      f"{ev.algorithm}")
         elif isinstance(ev, ConnectionTerminated):
@@ -128,7 +131,8 @@ def _run(args: argparse.Namespace) -> int:
         elif isinstance(ev, DataReinjected) or verbose:
             log.debug(f"connection {n}: {ev.kind} {ev.to_dict()}")
 
-    handled: set[int] = set()
+    handled: set[int] = set()  # connections whose handshake completed
+    numbers: collections.deque[int] = collections.deque()
     live: dict[int, MptcpsecStream] = {}
 
     async def main(stop: asyncio.Event) -> int:
@@ -137,8 +141,7 @@ def _run(args: argparse.Namespace) -> int:
 
         async def handler(stream: MptcpsecStream) -> None:
             count["n"] += 1
-            n = count["n"]
-            handled.add(n)
+            n = numbers.popleft() if numbers else count["n"]
             live[n] = stream
             t0 = time.monotonic()
             stats = stream.subflow_stats()
