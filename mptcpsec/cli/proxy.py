@@ -79,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
                       on_strike=lambda s: say(f"ATTACK flow {s.flow} {s.direction} record "
                                               f"{s.record_index + 1} ({s.record_type}, stream "
                                               f"offset {s.stream_offset}): {s.detail}"))
+        started = time.time()
         try:
             await proxy.start()
         except OSError as exc:
@@ -105,6 +106,9 @@ def _run(args: argparse.Namespace) -> int:
             await proxy.close()
         say("stopped")
         if args.json:
+            for strike in stats["strikes"]:  # seconds since the proxy started, not epoch
+                strike["t"] = round(float(strike.pop("time")) - started, 4)
+                strike["record_number"] = int(strike["record_index"]) + 1
             for key in ("listen", "upstream"):  # HOST:PORT, as on the command line
                 host, port = stats[key]
                 stats[key] = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

@@ -94,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg.announce = list(args.announce)
     log = LOG.getChild("serve")
     refused = RateLimited(log)
+    settings = (f"--mode {cfg.mode}, -k {cfg.key_exchange if cfg.mode == 'mptcpsec' else 'none'}"
+                f", --algorithm {cfg.algorithm.value}")
     verbose = log.isEnabledFor(logging.DEBUG)
 
     def on_refused(remote: tuple[str, int] | None, reason: str) -> None:
@@ -111,7 +113,9 @@ def _run(args: argparse.Namespace) -> int:
             if ev.error is not None and ev.error.endswith(SHUTDOWN):
                 pass  # logged by _shut_down
             elif ev.error is not None and n not in handled:
-                refused.warning(f"refused {who} (connection {n}): handshake failed: {ev.error}")
+                refused.warning(f"refused {who} (connection {n}): handshake failed: {ev.error}"
+                                f" (this server: {settings}; a client with other settings "
+                                "fails like this)")
             elif ev.error is not None:
                 log.warning(f"connection {n}: failed: {ev.error}")
             else:

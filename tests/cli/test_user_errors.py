@@ -208,6 +208,7 @@ def test_mode_mismatch_names_the_local_settings(procs: Processes) -> None:
     assert "local settings: --mode plain" in res.stderr
     _, _, err = Processes.interrupt(server)
     assert "refused 127.0.0.1:" in err and "handshake failed" in err
+    assert "this server: --mode mptcpsec, -k split-path, --algorithm aes-128-gcm" in err
 
 
 def test_send_to_an_echo_server_says_so(procs: Processes) -> None:
