@@ -13,6 +13,9 @@ TEST = [
     # The fuzz targets' short runs in the test suite (wheels for Linux x86_64/aarch64).
     'atheris>=2.3; platform_system == "Linux"',
 ]
+#: An optional faster event loop; the asyncio adapter runs on it unchanged (tested).
+UVLOOP = ['uvloop>=0.19; platform_system != "Windows"']
+TEST += UVLOOP
 BENCH = [
     "pytest-benchmark>=4.0",
 ]
@@ -25,7 +28,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["mptcpsec", "mptcpsec.*"]),
-    package_data={"mptcpsec": ["py.typed", "*.pyi"]},
+    package_data={"mptcpsec": ["py.typed", "*.pyi", "wire/dissector/*.lua"]},
     setup_requires=["cffi>=1.16"],
     cffi_modules=["csrc/build_core.py:ffibuilder"],
     install_requires=[
@@ -36,8 +39,9 @@ setup(
         "rich>=13",
         "pyOpenSSL>=24",
         "scapy>=2.5",
+        'tomli>=1.1; python_version < "3.11"',  # --config FILE (tomllib from 3.11)
     ],
-    extras_require={"test": TEST, "bench": BENCH, "dev": TEST + BENCH},
+    extras_require={"test": TEST, "bench": BENCH, "uvloop": UVLOOP, "dev": TEST + BENCH},
     entry_points={"console_scripts": ["mptcpsec=mptcpsec.cli:main"]},
     zip_safe=False,
 )

@@ -159,7 +159,8 @@ async def _open_tcp(loop: asyncio.AbstractEventLoop, path: Path | OpenSubflow,
     host, port = path.remote
     local_addr = (local_host, 0) if local_host else None
     _, proto = await loop.create_connection(SubflowProtocol, host, port, local_addr=local_addr)
-    assert proto.transport is not None
+    if proto.transport is None:
+        raise ConnectionError_(f"no transport for the subflow to {host}:{port}")
     sock = proto.transport.get_extra_info("sockname")
     peer = proto.transport.get_extra_info("peername")
     return proto, (sock[0], sock[1]), (peer[0], peer[1])
@@ -276,6 +277,16 @@ class MptcpsecServer:
         self._sweep_timer: asyncio.TimerHandle | None = None
         self.addresses: list[Address] = []
         self._closed = False
+        #: Called with (remote address, reason) for every socket refused before it reached
+        #: a connection (bad first record, refused join, pending table full): for logs.
+        self.on_refused: Callable[[Address | None, str], None] | None = None
+        #: Called with (connection number from 1, first remote address, event) for every
+        #: event of every connection, before its handshake completes too: for logs.
+        self.on_connection_event: Callable[[int, Address | None, Event], None] | None = None
+
+    def _refused(self, proto: SubflowProtocol, reason: str) -> None:
+        if self.on_refused is not None:
+            self.on_refused(proto.remote, reason)
 
     async def start(self, listen: Sequence[Address]) -> None:
         try:
@@ -293,15 +304,19 @@ class MptcpsecServer:
             raise
 
     def _accepted(self, proto: SubflowProtocol) -> None:
-        assert proto.transport is not None
+        if proto.transport is None:
+            return
         local = proto.transport.get_extra_info("sockname")
         remote = proto.transport.get_extra_info("peername")
+        proto.remote = (remote[0], remote[1])
         accepted = self.endpoint.accept(proto, (local[0], local[1]), (remote[0], remote[1]),
                                         self._loop.time())
         for old in self.endpoint.pop_evicted():
             if isinstance(old, SubflowProtocol) and old.transport is not None:
+                self._refused(old, "evicted: too many sockets without a first record")
                 old.transport.abort()
         if not accepted:
+            self._refused(proto, "too many sockets without a first record")
             proto.transport.abort()
             return
         proto.on_data = self._pending_data
@@ -318,10 +333,12 @@ class MptcpsecServer:
         if result is None:
             return
         if isinstance(result, Rejected):
+            self._refused(proto, result.reason)
             if proto.transport is not None:
                 proto.transport.abort()
             return
-        assert isinstance(result, Routed)
+        if not isinstance(result, Routed):
+            raise TypeError(f"endpoint returned {type(result).__name__}")
         conn = result.connection
         driver = self.drivers.get(id(conn))
         if driver is None:
@@ -333,6 +350,10 @@ class MptcpsecServer:
             driver = ConnectionDriver(conn, self._loop, self.trace, tap=tap)
             self.drivers[id(conn)] = driver
             driver.add_listener(functools.partial(self._on_event, driver))
+            if self.on_connection_event is not None:
+                index, remote = self._conn_count, proto.remote
+                hook = self.on_connection_event
+                driver.add_listener(lambda ev: hook(index, remote, ev))
         driver.attach(result.subflow_id, proto, bytes(proto.prefix))
         proto.prefix.clear()
         driver.flush()
@@ -351,8 +372,8 @@ class MptcpsecServer:
     def _retry_parked(self) -> None:
         """JOINs that arrived before their connection's handshake completed."""
         for proto, result in self.endpoint.retry_parked(self._loop.time()):
-            assert isinstance(proto, SubflowProtocol)
-            self._route(proto, result)
+            if isinstance(proto, SubflowProtocol):
+                self._route(proto, result)
         self._arm_sweep()
 
     async def _run_handler(self, driver: ConnectionDriver) -> None:
@@ -396,6 +417,7 @@ class MptcpsecServer:
         self._sweep_timer = None
         for proto in self.endpoint.expired(self._loop.time()):
             if isinstance(proto, SubflowProtocol) and proto.transport is not None:
+                self._refused(proto, "no first record before the deadline")
                 proto.transport.abort()
         self._arm_sweep()
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import MptcpsecError
 from ..protocol.connection import CloseSubflow, Connection, OpenSubflow
 from ..protocol.events import ConnectionTerminated, Event, HandshakeCompleted, TraceWriter
 from ..wire.pcap import RecordSink
@@ -42,6 +43,15 @@ def tcp_rtt(sock: socket.socket | None) -> float | None:
     return float(rtt_us) / 1e6
 
 
+#: What the driver calls on a socket transport (asyncio's, uvloop's, or any other loop's).
+_TRANSPORT_METHODS = ("write", "abort", "close", "is_closing", "get_extra_info",
+                      "get_write_buffer_size", "set_write_buffer_limits")
+
+
+class TransportError(MptcpsecError):
+    """The event loop handed over a transport without the stream methods a subflow uses."""
+
+
 class SubflowProtocol(asyncio.Protocol):
     """One TCP socket; forwards everything to its driver (set once routed)."""
 
@@ -55,10 +65,15 @@ class SubflowProtocol(asyncio.Protocol):
         self.paused = False
         self.eof = False
         self.prefix = bytearray()  # bytes received before routing (for a capture)
+        self.remote: tuple[str, int] | None = None  # the peer, once accepted (for logs)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Duck-typed: uvloop's TCPTransport is not an asyncio.Transport subclass.
+        missing = [m for m in _TRANSPORT_METHODS if not callable(getattr(transport, m, None))]
+        if missing:
+            transport.close()
+            raise TransportError(f"{type(transport).__name__} lacks {', '.join(missing)}")
+        self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=SOCKET_HIGH_WATER)
         sock = transport.get_extra_info("socket")
         if sock is not None:

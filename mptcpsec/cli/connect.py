@@ -6,9 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
-import threading
 import time
 from typing import Any
 
@@ -19,9 +17,14 @@ from ._common import (
     address,
     build_config,
     fmt_bytes,
+    positive_float,
+    refuse_ipv6_capture,
+    resolve_key_exchange,
     run_async,
     size,
 )
+from ._hints import connect_failure, handshake_hint
+from ._stdio import relay_stdio
 
 EPILOG = """\
 examples:
@@ -65,8 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="with --verify/--send: print a JSON summary (as `mptcpsec demo "
                    "--json`); exit status 0 only if the echo came back intact")
-    p.add_argument("--timeout", type=float, default=15.0,
-                   help="give up when nothing moved for this many seconds")
+    p.add_argument("--timeout", type=positive_float, default=15.0, metavar="SECONDS",
+                   help="give up when connecting and the key exchange take longer, or when "
+                   "nothing moved for this long (default: %(default)g)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     add_connection_args(p, "client")
     p.set_defaults(func=_run)
@@ -75,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..aio.api import Path
 
+    resolve_key_exchange(args)
+    refuse_ipv6_capture(args, args.connect)
     if len(args.bind) > len(args.connect):
         raise CliError("more --bind than --connect: give one --bind per path, in order")
     if args.mode == "mptcpsec" and args.key_exchange == "split-path" and len(args.connect) < 2:
@@ -104,20 +110,17 @@ def _run(args: argparse.Namespace) -> int:
         tap = _EventTap("client", t0, _Live(say), events)
         sink = open_sink(pcap=args.pcap, trace=args.trace)
         try:
-            stream = await connect(paths, cfg, trace=tap, sink=sink)  # type: ignore[arg-type]
-        except (OSError, asyncio.TimeoutError) as exc:
+            stream = await asyncio.wait_for(
+                connect(paths, cfg, trace=tap, sink=sink,  # type: ignore[arg-type]
+                        timeout=args.timeout), args.timeout)
+        except (OSError, asyncio.TimeoutError, MptcpsecError) as exc:
             if sink is not None:
                 sink.close()
-            raise CliError(f"cannot connect: {exc or 'timed out'} (is `mptcpsec serve` "
-                           "running there, with the same --mode and --key-exchange?)") from None
-        except MptcpsecError:
-            if sink is not None:
-                sink.close()
-            raise
+            raise CliError(connect_failure(exc, args, paths, events)) from None
         try:
             if args.verify is None and args.send is None:
-                return await _netcat(stream, stop)
-            return await _measure(args, stream, events, t0, stop, say, Observer)
+                return await relay_stdio(stream, stop)
+            return await _measure(args, stream, events, t0, stop, say)
         finally:
             stream._driver.shutdown()
             if sink is not None:
@@ -146,81 +149,23 @@ class _Live:
                      "- dropped, its data re-sent on the others")
         elif kind == "subflow_closed" and not ev.clean:
             self.say(f"[{t:6.3f}s] subflow {ev.subflow_id} dropped: {ev.reason}")
-        elif kind == "connection_terminated" and ev.error:
+        elif kind == "connection_terminated" and ev.error and not ev.error.startswith(
+                "aborted: "):  # our own abort: the command says why itself
             self.say(f"[{t:6.3f}s] connection failed: {ev.error}")
 
 
-async def _netcat(stream: Any, stop: asyncio.Event) -> int:
-    """stdin -> stream (DATA_FIN at EOF); stream -> stdout until the peer's DATA_FIN."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
-
-    def read_stdin() -> None:  # a daemon thread: never holds the process at exit
-        fd = sys.stdin.fileno()
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            fut = asyncio.run_coroutine_threadsafe(queue.put(data), loop)
-            with contextlib.suppress(Exception):
-                fut.result()
-            if not data:
-                return
-
-    threading.Thread(target=read_stdin, daemon=True).start()
-
-    async def upstream() -> None:
-        while data := await queue.get():
-            stream.write(data)
-            await stream.drain()
-        stream.close()
-
-    async def downstream() -> None:
-        out = sys.stdout.buffer
-        while data := await stream.read(65536):
-            out.write(data)
-            out.flush()
-
-    up = asyncio.ensure_future(upstream())
-    down = asyncio.ensure_future(downstream())
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([down, stopper], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (up, down, stopper):
-            t.cancel()
-        results = await asyncio.gather(up, down, return_exceptions=True)
-    if stop.is_set():
-        stream.abort("interrupted")
-        return 130
-    for r in results:
-        if isinstance(r, MptcpsecError):
-            raise r
-    with contextlib.suppress(MptcpsecError, asyncio.TimeoutError):
-        await stream.wait_closed(5)
-    return 0
-
-
 async def _measure(args: argparse.Namespace, stream: Any, events: list[dict[str, Any]],
-                   t0: float, stop: asyncio.Event, say: Any, observer_cls: Any) -> int:
-    from ..lab.scenarios import EchoRun, echo_transfer, make_result
+                   t0: float, stop: asyncio.Event, say: Any) -> int:
+    from ..lab.scenarios import ScenarioResult
+    from ._transfer import transfer
 
     loop = asyncio.get_running_loop()
-    nbytes = args.verify if args.verify is not None else args.send
-    payload = os.urandom(nbytes)
-    bar = _Progress(nbytes, args.quiet, echo=args.verify is not None)
-
-    class Obs(observer_cls):  # type: ignore[misc,valid-type]
-        def progress(self, sample: Any, stats: Any) -> None:
-            bar.update(sample.sent, sample.echoed)
-
+    echo = args.verify is not None
+    nbytes = args.verify if echo else args.send
+    bar = _Progress(nbytes, args.quiet, echo=echo)
     t_start = loop.time()
-    if args.verify is not None:
-        job = asyncio.ensure_future(echo_transfer(stream, payload, stall_timeout=args.timeout,
-                                                  observer=Obs(), t0=t0))
-    else:
-        job = asyncio.ensure_future(_send_only(stream, payload, args.timeout, Obs(), t0))
+    job = asyncio.ensure_future(transfer(stream, nbytes, echo=echo, stall_timeout=args.timeout,
+                                         progress=bar.update))
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait([job, stopper], return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
@@ -232,46 +177,43 @@ async def _measure(args: argparse.Namespace, stream: Any, events: list[dict[str,
         stream.abort("interrupted")
         say("interrupted")
         return 130
-    run: EchoRun = job.result()
+    run = job.result()
     bar.close()
     elapsed = loop.time() - t_start
-    res = make_result(args.mode, args.key_exchange, run, subflows=stream.subflow_stats(),
-                      events=events, duration=loop.time() - t0)
-    if args.send is not None:  # nothing comes back: "intact" means all of it was accepted
-        res.intact = res.outcome == "completed" and run.sent == nbytes
+    kx = next((e["key_exchange"] for e in events if e["event"] == "handshake_completed"),
+              args.key_exchange if args.mode == "mptcpsec" else "none")
+    server_error = next((e["error"] for e in events if e["side"] == "server"
+                         and e["event"] == "connection_terminated" and e["error"]), None)
+    res = ScenarioResult(
+        mode=args.mode, key_exchange=kx, attack=None, attack_path=None, bytes_sent=run.sent,
+        bytes_echoed=run.received, sha256_sent=run.sha_sent.hexdigest(),
+        sha256_echoed=run.sha_back.hexdigest() if echo else None,  # type: ignore[arg-type]
+        intact=run.intact, outcome=run.outcome, error=run.error,
+        detected=any(e["event"] == "subflow_poisoned" for e in events),
+        duration_s=round(loop.time() - t0, 3), subflows=stream.subflow_stats(), events=events,
+        strikes=[], first_difference=run.first_difference, server_error=server_error)
     if args.json:
-        print(json.dumps(res.to_dict(), indent=2, default=str))
+        doc = res.to_dict()
+        doc["check"] = "echo" if echo else "delivery"  # --send: nothing comes back to hash
+        doc["note"] = run.hint
+        print(json.dumps(doc, indent=2, default=str))
     else:
         rate = run.sent * 8 / elapsed / 1e6 if elapsed > 0 else 0.0
         say(f"sent {run.sent:,} bytes in {elapsed:.2f} s ({rate:.0f} Mbit/s)")
-        if args.verify is not None:
+        if echo:
             say(f"  sha256 sent   {res.sha256_sent}")
             say(f"  sha256 echoed {res.sha256_echoed}")
-        verdict = "INTACT" if res.intact else f"NOT INTACT ({res.outcome}: {res.error})"
-        say(f"  {verdict}")
+        if run.hint and run.outcome == "completed":
+            say(f"  note: {run.hint}")
+        word = "INTACT" if echo else "DELIVERED"
+        if res.intact:
+            say(f"  {word}")
+        else:  # printed even with --quiet: the exit status alone does not say why
+            print(f"  NOT {word} ({res.outcome}: {res.error})", file=sys.stderr, flush=True)
+            if run.error and not run.received and not run.hint:
+                print(f"  hint: {handshake_hint(run.error, args)}", file=sys.stderr,
+                      flush=True)
     return 0 if res.intact else 1
-
-
-async def _send_only(stream: Any, payload: bytes, stall_timeout: float, obs: Any,
-                     t0: float) -> Any:
-    from ..lab.scenarios import EchoRun, Sample
-
-    loop = asyncio.get_running_loop()
-    run = EchoRun(payload)
-    try:
-        for i in range(0, len(payload), 65536):
-            stream.write(payload[i:i + 65536])
-            run.sent = min(len(payload), i + 65536)
-            await asyncio.wait_for(stream.drain(), stall_timeout)
-            obs.progress(Sample(loop.time() - t0, run.sent, 0, {}), [])
-        stream.close()
-        await asyncio.wait_for(stream.read(), stall_timeout * 4)  # until the server's FIN
-        await stream.wait_closed(5)
-    except asyncio.TimeoutError:
-        run.outcome, run.error = "stalled", f"no progress for {stall_timeout:.0f} s"
-    except MptcpsecError as exc:
-        run.outcome, run.error = "aborted", str(exc)
-    return run
 
 
 class _Progress:

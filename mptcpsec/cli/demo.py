@@ -14,6 +14,8 @@ from ._common import (
     CliError,
     add_attack_args,
     attack_from_args,
+    output_file,
+    plot_file,
     positive_float,
     run_async,
     size,
@@ -66,11 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "print a table")
     o.add_argument("--json", action="store_true",
                    help='print the result as JSON (with --compare: {"runs": [...]})')
-    o.add_argument("--plot", metavar="FILE.png", help="per-subflow throughput over time, "
-                   "the attack marked")
-    o.add_argument("--pcap", metavar="FILE", help="capture every record (client side); "
-                   "with --compare, one file per mode (FILE-MODE.pcap)")
-    o.add_argument("--trace", metavar="FILE", help="records as JSON lines (as --pcap)")
+    o.add_argument("--plot", metavar="FILE.png", type=plot_file,
+                   help="per-subflow throughput over time, the attack marked (.png, .svg or "
+                   ".pdf)")
+    o.add_argument("--pcap", metavar="FILE", type=output_file,
+                   help="capture every record (client side); with --compare, one file per "
+                   "mode (FILE-MODE.pcap)")
+    o.add_argument("--trace", metavar="FILE", type=output_file,
+                   help="records as JSON lines (as --pcap)")
     o.add_argument("--no-live", action="store_true",
                    help="plain progress lines even on a terminal")
     o.add_argument("--quiet", "-q", action="store_true", help="only the verdict (or JSON)")
@@ -147,14 +152,32 @@ def _run(args: argparse.Namespace) -> int:
     if args.plot:
         from ..demo.plot import plot_results
 
-        plot_results(results, args.plot)
+        try:
+            plot_results(results, args.plot)
+        except OSError as exc:
+            raise CliError(f"cannot write the plot {args.plot!r}: "
+                           f"{exc.strerror or exc}") from None
     if args.json:
-        doc = {"runs": [r.to_dict() for r in results]} if args.compare else results[0].to_dict()
+        from ..demo.verdict import to_json
+
+        doc = {"runs": [to_json(r) for r in results]} if args.compare else to_json(results[0])
         print(json.dumps(doc, indent=2, default=str))
     else:
         _print_verdicts(results, args, live)
         if args.plot:
             print(f"plot written to {args.plot}")
+    return _exit_status(results)
+
+
+def _exit_status(results: list[Any]) -> int:
+    """0 only if mptcpsec came back intact and the attack fired in every run: a run whose
+    attack never fired shows nothing, and a comparison of such runs proves nothing."""
+    idle = [r.mode for r in results if r.attack and not r.strikes]
+    if idle:
+        print(f"mptcpsec demo: the attack did not fire in: {', '.join(idle)} (too little "
+              "data crossed the attacked path: raise --bytes or lower --attack-after)",
+              file=sys.stderr)
+        return 1
     mine = [r for r in results if r.mode == "mptcpsec"]
     return 0 if all(r.intact for r in mine) else 1
 
@@ -174,7 +197,8 @@ def _print_verdicts(results: list[Any], args: argparse.Namespace, rich_out: bool
 
     from ..demo.verdict import explanation, headline, table_row
 
-    console = Console(highlight=False, width=None if rich_out else 120)
+    # Not a terminal: no hard wrapping (a pipe or file gets whole lines).
+    console = Console(highlight=False, width=None if rich_out else 120, soft_wrap=not rich_out)
     colour = {"INTACT": "bold green", "CORRUPTED": "bold red", "ABORTED": "bold yellow",
               "STALLED": "bold yellow"}
     if len(results) > 1:

@@ -12,6 +12,7 @@ from ..errors import MptcpsecError
 from ..wire.header import HEADER_LEN, RecordHeader, RecordType
 from ..wire.options import decode_options, describe
 from ..wire.pcap import MultiSink, RecordDecryptor, RecordSink, read_trace, replay_trace
+from ._dissector import PrintDissectorPath
 
 DESCRIPTION = """\
 Write a classic pcap in which every MPTCPsec record is one IPv4/TCP segment of its
@@ -150,4 +151,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--bytes", type=int, default=96 * 1024, metavar="N",
                    help="bytes the --sample client sends and gets echoed, >= 8192; a few KiB "
                         "more if the echo needs them to cross subflow 1 (default: %(default)s)")
+    p.add_argument("--dissector-path", action=PrintDissectorPath)
     p.set_defaults(func=_run)

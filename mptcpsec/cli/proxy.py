@@ -15,6 +15,7 @@ from ._common import (
     add_attack_args,
     address,
     attack_from_args,
+    listen_address,
     positive_float,
     run_async,
     size,
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="A TCP relay for one path: it emulates the path (one-way delay, rate "
         "limit, blackhole) and can attack the records on it, as an on-path attacker would.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--listen", required=True, type=address, metavar="HOST:PORT",
+    p.add_argument("--listen", required=True, type=listen_address, metavar="HOST:PORT",
                    help="where clients connect")
     p.add_argument("--upstream", required=True, type=address, metavar="HOST:PORT",
                    help="the server address behind the proxy")
@@ -76,8 +77,9 @@ def _run(args: argparse.Namespace) -> int:
                       rate_mbps=args.rate_mbps, blackhole_after=args.blackhole_after,
                       attack=spec, name="proxy",
                       on_strike=lambda s: say(f"ATTACK flow {s.flow} {s.direction} record "
-                                              f"{s.record_index} ({s.record_type}, stream "
+                                              f"{s.record_index + 1} ({s.record_type}, stream "
                                               f"offset {s.stream_offset}): {s.detail}"))
+        started = time.time()
         try:
             await proxy.start()
         except OSError as exc:
@@ -104,6 +106,12 @@ def _run(args: argparse.Namespace) -> int:
             await proxy.close()
         say("stopped")
         if args.json:
+            for strike in stats["strikes"]:  # seconds since the proxy started, not epoch
+                strike["t"] = round(float(strike.pop("time")) - started, 4)
+                strike["record_number"] = int(strike["record_index"]) + 1
+            for key in ("listen", "upstream"):  # HOST:PORT, as on the command line
+                host, port = stats[key]
+                stats[key] = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
             print(json.dumps(stats, indent=2))
         return 0
 

@@ -49,7 +49,8 @@ def describe_event(side: str, event: Event) -> tuple[str, str] | None:
 
 
 def describe_strike(path: int, s: Strike) -> str:
-    return (f"ATTACK on path {path} ({s.direction}, record {s.record_index}, "
+    # Counted from 1, as the receiver counts ("record N received on this subflow failed").
+    return (f"ATTACK on path {path} ({s.direction}, record {s.record_index + 1}, "
             f"{s.record_type}): {s.detail}")
 
 

@@ -50,6 +50,30 @@ def explanation(res: ScenarioResult) -> str:
     return f"The transfer stalled: {res.error}"
 
 
+def detected(res: ScenarioResult) -> bool:
+    """Whether anything noticed the attack: a poisoned subflow, or (tls-over-plain) the TLS
+    session dying of it. The table and the JSON both use this."""
+    return res.detected or (res.mode == "tls-over-plain" and res.outcome == "aborted"
+                            and bool(res.strikes))
+
+
+def to_json(res: ScenarioResult) -> dict[str, object]:
+    """The result as `demo --json` prints it: one clock (seconds from the start of the run,
+    as the events' "t") for strikes too, records counted from 1 as the receiver counts,
+    `detected` as in the table, and whether the attack fired at all."""
+    doc = res.to_dict()
+    doc["detected"] = detected(res)
+    doc["attack_fired"] = bool(res.strikes) if res.attack else None
+    strikes = doc["strikes"]
+    if strikes:
+        first = float(strikes[0]["time"])
+        base = res.attack_time or 0.0
+        for s in strikes:
+            s["t"] = round(base + float(s.pop("time")) - first, 4)
+            s["record_number"] = int(s["record_index"]) + 1
+    return doc
+
+
 def table_row(res: ScenarioResult) -> dict[str, str]:
     """One row of the ``--compare`` table."""
     if res.attack and not res.strikes:
@@ -61,10 +85,9 @@ def table_row(res: ScenarioResult) -> dict[str, str]:
         reaction = "connection aborted" if res.outcome == "aborted" else "none"
     else:
         reaction = "none" if res.strikes else "-"
-    detected = res.detected or (res.mode == "tls-over-plain" and res.outcome == "aborted")
     return {
         "mode": res.mode,
-        "detected": "yes" if detected else "no",
+        "detected": "yes" if detected(res) else "no",
         "reaction": reaction,
         "echoed": f"{res.bytes_echoed / 1e6:.1f} of {res.bytes_sent / 1e6:.1f} MB",
         "data": headline(res),

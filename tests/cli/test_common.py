@@ -58,3 +58,49 @@ def test_configs_for_every_key_exchange(tmp_path, monkeypatch) -> None:
                               str(tmp_path / "bad.id")])
     with pytest.raises(CliError, match="delete it"):
         build_config(args, "server")
+
+
+def test_refusal_log_is_rate_limited() -> None:
+    import logging
+
+    from mptcpsec.cli._logging import RateLimited
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("test.ratelimit")
+    logger.addHandler(Keep())
+    now = [0.0]
+    limiter = RateLimited(logger, burst=3, period=1.0, clock=lambda: now[0])
+    for i in range(100):
+        limiter.warning(f"refused {i}")
+    assert records == ["refused 0", "refused 1", "refused 2"]
+    now[0] = 1.5
+    limiter.warning("refused later")
+    assert records[3] == "(97 more refused in the last 2 s, not logged)"
+    assert records[4] == "refused later" and limiter.suppressed == 0
+
+
+def test_config_values_are_typed_like_the_command_line(tmp_path) -> None:
+    from mptcpsec.cli import _config
+
+    parser = build_parser()
+    doc = {"timeout": 3, "connect": {"connect": ["127.0.0.1:7000", "[::1]:7001"],
+                                     "no-join": True, "verify": "2MB", "key-exchange": "psk"}}
+    _config.apply(parser, "connect", doc, "c.toml")
+    args = parser.parse_args(["connect"])
+    assert args.connect == [("127.0.0.1", 7000), ("::1", 7001)]
+    assert args.no_join is True and args.verify == 2_000_000 and args.timeout == 3.0
+    assert args.key_exchange == "psk"
+    parser = build_parser()
+    for bad, match in (({"connect": {"connect": "127.0.0.1:99999"}}, "out of range"),
+                       ({"connect": {"no-join": "yes"}}, "true or false"),
+                       ({"connect": {"key-exchange": "rot13"}}, "not one of"),
+                       ({"connnect": {"connect": ["x:1"]}}, "is not a command")):
+        with pytest.raises(CliError, match=match):
+            _config.apply(parser, "connect", bad, "c.toml")
+    with pytest.raises(CliError, match="no command has an option --colour"):
+        _config.check_top_level(parser, {"colour": 1}, "c.toml")

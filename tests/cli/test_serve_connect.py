@@ -48,6 +48,9 @@ def test_a_proxy_attacking_path_2_is_survived(procs: Processes) -> None:
     assert code == 0 and "Traceback" not in err
     stats = json.loads(out)
     assert len(stats["strikes"]) == 1 and stats["strikes"][0]["record_type"] == "DATA"
+    strike = stats["strikes"][0]  # seconds since the proxy started; counted from 1
+    assert "time" not in strike and 0 < strike["t"] < 60
+    assert strike["record_number"] == strike["record_index"] + 1
     Processes.interrupt(server)
 
 
