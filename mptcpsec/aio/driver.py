@@ -73,8 +73,9 @@ class SubflowProtocol(asyncio.Protocol):
         if missing:
             transport.close()
             raise TransportError(f"{type(transport).__name__} lacks {', '.join(missing)}")
-        self.transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=SOCKET_HIGH_WATER)
+        tp: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = tp
+        tp.set_write_buffer_limits(high=SOCKET_HIGH_WATER)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):

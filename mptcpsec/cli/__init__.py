@@ -51,7 +51,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
             (("--log-file",), {"metavar": "FILE", "type": output_file,
                                "help": "append the log to FILE as well"})):
         with contextlib.suppress(argparse.ArgumentError):
-            p.add_argument(*flags, **kwargs)  # type: ignore[arg-type]
+            p.add_argument(*flags, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -311,7 +311,8 @@ def resolve_key_exchange(args: argparse.Namespace) -> str:
 
 
 def build_config(args: argparse.Namespace, role: str,
-                 first_remote: tuple[str, int] | None = None) -> tuple[ConnectionConfig, dict]:
+                 first_remote: tuple[str, int] | None = None
+                 ) -> tuple[ConnectionConfig, dict[str, Any]]:
     """The ConnectionConfig for these arguments, and facts worth printing (fingerprint...).
 
     Every credential file is read and parsed here, before any socket exists, so that a bad

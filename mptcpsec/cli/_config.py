@@ -52,7 +52,8 @@ def find_config_arg(argv: Sequence[str]) -> str | None:
 def load(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data: dict[str, Any] = tomllib.load(f)
+            return data
     except OSError as exc:
         raise CliError(f"cannot read config file {path!r}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> int:
         from ..aio.api import connect
         from ..aio.capture import open_sink
-        from ..lab.scenarios import Observer, _EventTap
+        from ..lab.scenarios import _EventTap
 
         loop = asyncio.get_running_loop()
         t0 = loop.time()

@@ -75,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..aio.api import MptcpsecServer, MptcpsecStream
+    from ..aio.capture import open_sink
     from ..protocol.events import (
         ConnectionTerminated,
         DataReinjected,
@@ -83,7 +84,6 @@ def _run(args: argparse.Namespace) -> int:
         SubflowEstablished,
         SubflowPoisoned,
     )
-    from ..aio.capture import open_sink
     from ..wire.pcap import MultiSink
     from ._logging import LOG, RateLimited, RecordLog
     from ._stdio import relay_stdio

@@ -139,7 +139,7 @@ class Strike:
 @dataclass
 class _FlowState:
     records: int = 0
-    bytes: int = 0
+    nbytes: int = 0
     previous_data: bytes | None = None
     held: bytes | None = None
 
@@ -181,9 +181,9 @@ class Attack:
         if ctx.direction is not self.direction:
             return record
         st = self._flows.setdefault(ctx.flow.index, _FlowState())
-        index, offset = st.records, st.bytes
+        index, offset = st.records, st.nbytes
         st.records += 1
-        st.bytes += len(record)
+        st.nbytes += len(record)
         if st.held is not None:  # reorder: the held record goes after this one
             held, st.held = st.held, None
             return record + held
