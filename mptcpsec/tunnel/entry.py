@@ -1,0 +1,358 @@
+"""The converter's entry: application TCP connections in, one mptcpsec stream each.
+
+Listeners (SPEC §Converter): SOCKS5 (`--socks`), `ssh -L`-style forwards (`--forward`),
+transparent redirect (`--transparent`, destination from SO_ORIGINAL_DST) and one
+connection on stdin/stdout (`--stdio`). Each application connection gets its own mptcpsec
+connection (independent streams cannot block each other); with `pool > 0` that connection
+is taken from a few whose key exchange is already done, which hides the handshake from the
+application's first byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..aio.api import MptcpsecStream, Path, connect
+from ..errors import MptcpsecError
+from ..protocol.config import ConnectionConfig
+from ..protocol.events import Event
+from .relay import relay, reset_writer
+from .request import STATUS_LEN, ConnectRequest, RequestError, Status, encode_request, parse_status
+from .socks5 import Socks5Server
+
+Address = tuple[str, int]
+Log = Callable[[str], None]
+SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST is also 80
+
+
+@dataclass
+class TunnelOptions:
+    paths: Sequence[Path]
+    config: ConnectionConfig
+    #: Ready connections kept with their key exchange done (0: connect on demand).
+    pool: int = 0
+    #: A pooled connection older than this is replaced (the gateway drops idle ones).
+    pool_max_age: float = 30.0
+    connect_timeout: float = 10.0
+    idle_timeout: float | None = None
+    socks_users: dict[str, str] | None = None
+
+
+@dataclass
+class TunnelConnection:
+    number: int
+    source: str
+    destination: str
+    started: float = field(default_factory=time.monotonic)
+    sent: int = 0
+    received: int = 0
+    state: str = "connecting"
+    stream: MptcpsecStream | None = None
+    writer: asyncio.StreamWriter | None = None
+
+
+def original_destination(sock: socket.socket) -> Address:
+    """Where an iptables/nftables REDIRECT'ed connection was going (IPv4 and IPv6)."""
+    if sock.family == socket.AF_INET6:
+        raw = sock.getsockopt(socket.IPPROTO_IPV6, SO_ORIGINAL_DST, 28)
+        port = struct.unpack_from("!H", raw, 2)[0]
+        ip = ipaddress.IPv6Address(raw[8:24])
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped), port
+        return str(ip), port
+    raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    port = struct.unpack_from("!H", raw, 2)[0]
+    return str(ipaddress.IPv4Address(raw[4:8])), port
+
+
+class Tunnel:
+    """Connects application connections to a gateway; also the listeners' home."""
+
+    def __init__(self, options: TunnelOptions, log: Log | None = None,
+                 on_event: Callable[[TunnelConnection, Event], None] | None = None) -> None:
+        self.options = options
+        self._log = log or (lambda text: None)
+        self._on_event = on_event
+        self.active: dict[int, TunnelConnection] = {}
+        self.totals: dict[str, int] = {"connections": 0, "sent": 0, "received": 0,
+                                       "poisoned_subflows": 0, "pool_hits": 0}
+        self.refused: dict[str, int] = {}
+        self._n = 0
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pool: list[tuple[float, MptcpsecStream]] = []
+        self._filling = 0
+        self.addresses: list[Address] = []
+
+    # ---------------------------------------------------------------- mptcpsec side
+
+    async def _connect(self) -> MptcpsecStream:
+        return await asyncio.wait_for(connect(self.options.paths, self.options.config),
+                                      self.options.connect_timeout)
+
+    def _refill(self) -> None:
+        want = self.options.pool - len(self._pool) - self._filling
+        for _ in range(max(0, want)):
+            self._filling += 1
+            self._spawn(self._fill_one())
+
+    async def _fill_one(self) -> None:
+        try:
+            stream = await self._connect()
+        except (MptcpsecError, OSError, asyncio.TimeoutError) as exc:
+            self._log(f"pool: cannot connect to the gateway: {exc or 'timed out'}")
+            await asyncio.sleep(1.0)  # back off before the next attempt
+            return
+        finally:
+            self._filling -= 1
+        self._pool.append((time.monotonic(), stream))
+
+    async def _take(self) -> MptcpsecStream:
+        now = time.monotonic()
+        while self._pool:
+            born, stream = self._pool.pop(0)
+            conn = stream.connection
+            if conn.ended or conn.error or now - born > self.options.pool_max_age:
+                stream.abort("pooled connection too old")
+                continue
+            self.totals["pool_hits"] += 1
+            self._refill()
+            return stream
+        if self.options.pool:
+            self._refill()
+        return await self._connect()
+
+    async def open(self, req: ConnectRequest) -> tuple[Status, MptcpsecStream | None, str]:
+        """A stream to `req` through the gateway, with its status (and a reason if refused)."""
+        try:
+            stream = await self._take()
+        except MptcpsecError as exc:
+            text = str(exc)
+            if "key exchange" in text or "handshake" in text:
+                return Status.NOT_ALLOWED, None, f"gateway refused us: {text}"
+            return Status.GENERAL_FAILURE, None, f"gateway: {text}"
+        except (OSError, asyncio.TimeoutError) as exc:
+            return Status.GENERAL_FAILURE, None, f"gateway unreachable: {exc or 'timed out'}"
+        try:
+            stream.write(encode_request(req))
+            raw = await asyncio.wait_for(stream.readexactly(STATUS_LEN),
+                                         self.options.connect_timeout + 5)
+            status = parse_status(raw)
+        except RequestError as exc:
+            stream.abort(str(exc))
+            return Status.GENERAL_FAILURE, None, str(exc)
+        except (MptcpsecError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            stream.abort("no status")
+            return Status.GENERAL_FAILURE, None, f"no status from the gateway ({exc!r})"
+        if status is not Status.SUCCESS:
+            with contextlib.suppress(MptcpsecError):
+                stream.close()
+            self._spawn(self._finish(stream))
+            return status, None, status.label
+        return status, stream, ""
+
+    async def _finish(self, stream: MptcpsecStream) -> None:
+        with contextlib.suppress(MptcpsecError, asyncio.TimeoutError):
+            await stream.wait_closed(5)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---------------------------------------------------------------- one application connection
+
+    async def carry(self, source: str, req: ConnectRequest, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter,
+                    reply: Callable[[Status], bytes] | None = None,
+                    early: bytes = b"") -> Status:
+        """Open `req` and relay; `reply(status)` gives the bytes to answer the client with."""
+        self._n += 1
+        tc = TunnelConnection(self._n, source, str(req), writer=writer)
+        self.active[tc.number] = tc
+        self.totals["connections"] += 1
+        try:
+            status, stream, why = await self.open(req)
+            if stream is None:
+                self.refused[status.label] = self.refused.get(status.label, 0) + 1
+                tc.state = f"refused: {why}"
+                self._log(f"#{tc.number} {source} -> {req}: {status.label} ({why})")
+                if reply is not None:
+                    with contextlib.suppress(OSError):
+                        writer.write(reply(status))
+                        await writer.drain()
+                writer.close()
+                return status
+            tc.stream = stream
+            tc.state = "relaying"
+
+            def on_event(ev: Event) -> None:
+                from ..protocol.events import SubflowPoisoned
+
+                if isinstance(ev, SubflowPoisoned) and not ev.reported_by_peer:
+                    self.totals["poisoned_subflows"] += 1
+                    self._log(f"#{tc.number} subflow {ev.subflow_id} POISONED ({ev.reason}: "
+                              f"{ev.detail})")
+                if self._on_event is not None:
+                    self._on_event(tc, ev)
+
+            stream.add_event_listener(on_event)
+            if reply is not None:
+                writer.write(reply(status))
+            if early:
+                stream.write(early)
+
+            def count(to_stream: int, from_stream: int) -> None:
+                tc.sent += to_stream
+                tc.received += from_stream
+                self.totals["sent"] += to_stream
+                self.totals["received"] += from_stream
+
+            res = await relay(stream, reader, writer, self.options.idle_timeout, on_bytes=count)
+            tc.state = "closed" if not res.error else f"reset: {res.error}"
+            self._log(f"#{tc.number} {source} -> {req}: {res.to_stream:,} B out, "
+                      f"{res.from_stream:,} B back" + (f", {res.error}" if res.error else ""))
+            if not res.error:
+                self._spawn(self._finish(stream))
+            return status
+        finally:
+            self.active.pop(tc.number, None)
+
+    # ---------------------------------------------------------------- listeners
+
+    async def _listen(self, addr: Address,
+                      handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]
+                      ) -> Address:
+        srv = await asyncio.start_server(handler, addr[0], addr[1], backlog=1024)  # type: ignore[arg-type]
+        self._servers.append(srv)
+        name = srv.sockets[0].getsockname()
+        self.addresses.append((name[0], name[1]))
+        return name[0], name[1]
+
+    @staticmethod
+    def _peer(writer: asyncio.StreamWriter) -> str:
+        peer = writer.get_extra_info("peername")
+        return f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    async def socks(self, addr: Address) -> Address:
+        """A SOCKS5 listener (RFC 1928; RFC 1929 if `socks_users`)."""
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            neg = Socks5Server(self.options.socks_users)
+            source = self._peer(writer)
+            try:
+                while True:
+                    data = await asyncio.wait_for(reader.read(4096), 30)
+                    if not data:
+                        writer.close()
+                        return
+                    step = neg.receive(data)
+                    if step.send:
+                        writer.write(step.send)
+                    if step.close:
+                        self.refused["socks: " + (step.error or "closed")] = (
+                            self.refused.get("socks: " + (step.error or "closed"), 0) + 1)
+                        self._log(f"socks {source}: {step.error}")
+                        await writer.drain()
+                        writer.close()
+                        return
+                    if step.request is not None:
+                        break
+                await self.carry(source, step.request, reader, writer, reply=neg.reply,
+                                 early=neg.leftover())
+            except (OSError, asyncio.TimeoutError):
+                writer.close()
+
+        return await self._listen(addr, handle)
+
+    async def forward(self, addr: Address, dest: Address) -> Address:
+        """`ssh -L`: every connection to `addr` goes to `dest` (resolved by the gateway)."""
+        req = ConnectRequest(*dest)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            status = await self.carry(self._peer(writer), req, reader, writer)
+            if status is not Status.SUCCESS:
+                reset_writer(writer)
+
+        return await self._listen(addr, handle)
+
+    async def transparent(self, addr: Address) -> Address:
+        """Connections redirected here by REDIRECT; the destination is SO_ORIGINAL_DST."""
+        mine: set[Address] = set()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            try:
+                dest = original_destination(sock)
+            except OSError as exc:
+                self._log(f"transparent {self._peer(writer)}: no original destination ({exc})")
+                reset_writer(writer)
+                return
+            if dest in mine:
+                self._log(f"transparent {self._peer(writer)}: not redirected (connected to the "
+                          "listener itself); closed")
+                reset_writer(writer)
+                return
+            status = await self.carry(self._peer(writer), ConnectRequest(*dest), reader, writer)
+            if status is not Status.SUCCESS:
+                reset_writer(writer)
+
+        bound = await self._listen(addr, handle)
+        mine.add(bound)
+        return bound
+
+    async def stdio(self, dest: Address) -> Status:
+        """One connection on stdin/stdout (ssh's ProxyCommand)."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, sys.stdout)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        return await self.carry("stdio", ConnectRequest(*dest), reader, writer)
+
+    # ---------------------------------------------------------------- lifetime
+
+    def start_pool(self) -> None:
+        if self.options.pool:
+            self._refill()
+
+    async def close(self, grace: float = 3.0) -> None:
+        """Stop listening; end every connection with DATA_FIN, then whatever is left."""
+        for srv in self._servers:
+            srv.close()
+        for tc in list(self.active.values()):
+            if tc.stream is not None:
+                with contextlib.suppress(MptcpsecError):
+                    tc.stream.close()
+            if tc.writer is not None:
+                with contextlib.suppress(OSError, RuntimeError):
+                    if tc.writer.can_write_eof():
+                        tc.writer.write_eof()
+        deadline = time.monotonic() + grace
+        while self.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for tc in list(self.active.values()):
+            if tc.stream is not None:
+                tc.stream.abort("tunnel stopped")
+        for _, stream in self._pool:
+            with contextlib.suppress(MptcpsecError):
+                stream.close()
+            self._spawn(self._finish(stream))
+        self._pool.clear()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        for t in list(self._tasks):
+            t.cancel()
+
+    def summary(self) -> dict[str, object]:
+        return {**self.totals, "active": len(self.active), "refused": dict(self.refused),
+                "refused_total": sum(self.refused.values())}
