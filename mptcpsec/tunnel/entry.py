@@ -286,8 +286,6 @@ class Tunnel:
 
     async def transparent(self, addr: Address) -> Address:
         """Connections redirected here by REDIRECT; the destination is SO_ORIGINAL_DST."""
-        mine: set[Address] = set()
-
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             sock = writer.get_extra_info("socket")
             try:
@@ -296,7 +294,8 @@ class Tunnel:
                 self._log(f"transparent {self._peer(writer)}: no original destination ({exc})")
                 reset_writer(writer)
                 return
-            if dest in mine:
+            here = sock.getsockname()
+            if dest == (str(ipaddress.ip_address(here[0])), here[1]):
                 self._log(f"transparent {self._peer(writer)}: not redirected (connected to the "
                           "listener itself); closed")
                 reset_writer(writer)
@@ -305,9 +304,7 @@ class Tunnel:
             if status is not Status.SUCCESS:
                 reset_writer(writer)
 
-        bound = await self._listen(addr, handle)
-        mine.add(bound)
-        return bound
+        return await self._listen(addr, handle)
 
     async def stdio(self, dest: Address) -> Status:
         """One connection on stdin/stdout (ssh's ProxyCommand)."""
