@@ -115,6 +115,8 @@ class PskTable(Secret):
     __slots__ = ("identities",)
 
     def __init__(self, identities: dict[bytes, Secret]) -> None:
+        super().__init__(secrets.token_bytes(MIN_PSK_LEN))
+        self.identities: dict[bytes, Secret] = {}
         if not identities:
             raise PskMissingError("no client identities")
         for name, key in identities.items():
@@ -123,7 +125,6 @@ class PskTable(Secret):
             if len(key) < MIN_PSK_LEN:
                 raise PskTooShortError(f"pre-shared key of {name!r} shorter than "
                                        f"{MIN_PSK_LEN} bytes")
-        super().__init__(secrets.token_bytes(MIN_PSK_LEN))
         self.identities = dict(identities)
 
 
