@@ -72,6 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="one connection on stdin/stdout, for ssh's ProxyCommand")
     p.add_argument("--pool", type=int, default=0, metavar="N",
                    help="keep N connections with the key exchange done (default: %(default)s)")
+    p.add_argument("--socks-early-reply", action="store_true",
+                   help="SOCKS: answer 'succeeded' at once and send the client's first bytes "
+                   "with the request (one round trip less; a refusal is then a reset)")
+    p.add_argument("--no-pipeline", action="store_true",
+                   help="forwards, transparent, stdio: wait for the gateway's status before "
+                   "relaying the client's bytes (default: they follow the request at once)")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                    help="give up on the gateway after this long (default: %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=None, metavar="S",
@@ -111,7 +117,9 @@ def _run(args: argparse.Namespace) -> int:
     paths = [Path(remote, local=b) for remote, b in zip(args.connect, binds, strict=True)]
     opts = TunnelOptions(paths=paths, config=cfg, pool=args.pool,
                          connect_timeout=args.connect_timeout, idle_timeout=args.idle_timeout,
-                         socks_users=dict(args.socks_user) or None)
+                         socks_users=dict(args.socks_user) or None,
+                         pipeline=not args.no_pipeline,
+                         socks_early_reply=args.socks_early_reply)
     holder: dict[str, Tunnel] = {}
 
     def rows():  # type: ignore[no-untyped-def]

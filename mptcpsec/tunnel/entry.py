@@ -44,6 +44,12 @@ class TunnelOptions:
     connect_timeout: float = 10.0
     idle_timeout: float | None = None
     socks_users: dict[str, str] | None = None
+    #: Forwards, transparent and stdio: relay the client's bytes right behind the request
+    #: instead of waiting a round trip for the status (a refusal becomes a reset).
+    pipeline: bool = True
+    #: SOCKS: answer "succeeded" at once and pipeline too (saves a round trip; a refusal
+    #: then reaches the client as a reset instead of the matching SOCKS error).
+    socks_early_reply: bool = False
 
 
 @dataclass
@@ -130,34 +136,48 @@ class Tunnel:
             self._refill()
         return await self._connect()
 
-    async def open(self, req: ConnectRequest) -> tuple[Status, MptcpsecStream | None, str]:
-        """A stream to `req` through the gateway, with its status (and a reason if refused)."""
+    async def _stream(self) -> tuple[MptcpsecStream | None, Status, str]:
+        """A connection to the gateway (pooled or new), or why there is none."""
         try:
-            stream = await self._take()
+            return await self._take(), Status.SUCCESS, ""
         except MptcpsecError as exc:
             text = str(exc)
             if "key exchange" in text or "handshake" in text:
-                return Status.NOT_ALLOWED, None, f"gateway refused us: {text}"
-            return Status.GENERAL_FAILURE, None, f"gateway: {text}"
+                return None, Status.NOT_ALLOWED, f"gateway refused us: {text}"
+            return None, Status.GENERAL_FAILURE, f"gateway: {text}"
         except (OSError, asyncio.TimeoutError) as exc:
-            return Status.GENERAL_FAILURE, None, f"gateway unreachable: {exc or 'timed out'}"
+            return None, Status.GENERAL_FAILURE, f"gateway unreachable: {exc or 'timed out'}"
+
+    async def _status(self, stream: MptcpsecStream) -> tuple[Status, str]:
+        """The gateway's answer to the request written on `stream`."""
         try:
-            stream.write(encode_request(req))
             raw = await asyncio.wait_for(stream.readexactly(STATUS_LEN),
                                          self.options.connect_timeout + 5)
             status = parse_status(raw)
         except RequestError as exc:
             stream.abort(str(exc))
-            return Status.GENERAL_FAILURE, None, str(exc)
+            return Status.GENERAL_FAILURE, str(exc)
         except (MptcpsecError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
             stream.abort("no status")
-            return Status.GENERAL_FAILURE, None, f"no status from the gateway ({exc!r})"
+            return Status.GENERAL_FAILURE, f"no status from the gateway ({exc!r})"
         if status is not Status.SUCCESS:
             with contextlib.suppress(MptcpsecError):
                 stream.close()
             self._spawn(self._finish(stream))
-            return status, None, status.label
-        return status, stream, ""
+        return status, status.label
+
+    async def open(self, req: ConnectRequest) -> tuple[Status, MptcpsecStream | None, str]:
+        """A stream to `req` through the gateway, with its status (and a reason if refused)."""
+        stream, status, why = await self._stream()
+        if stream is None:
+            return status, None, why
+        try:
+            stream.write(encode_request(req))
+        except (MptcpsecError, RequestError) as exc:
+            stream.abort(str(exc))
+            return Status.GENERAL_FAILURE, None, str(exc)
+        status, why = await self._status(stream)
+        return status, (stream if status is Status.SUCCESS else None), why
 
     async def _finish(self, stream: MptcpsecStream) -> None:
         with contextlib.suppress(MptcpsecError, asyncio.TimeoutError):
@@ -170,21 +190,39 @@ class Tunnel:
 
     # ---------------------------------------------------------------- one application connection
 
+    def _refused(self, tc: TunnelConnection, status: Status, why: str) -> None:
+        self.refused[status.label] = self.refused.get(status.label, 0) + 1
+        tc.state = f"refused: {why}"
+        self._log(f"#{tc.number} {tc.source} -> {tc.destination}: {status.label} ({why})")
+
     async def carry(self, source: str, req: ConnectRequest, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter,
                     reply: Callable[[Status], bytes] | None = None,
-                    early: bytes = b"") -> Status:
-        """Open `req` and relay; `reply(status)` gives the bytes to answer the client with."""
+                    early: bytes = b"", pipeline: bool = False) -> Status:
+        """Open `req` and relay; `reply(status)` gives the bytes to answer the client with.
+
+        `pipeline`: do not wait for the gateway's status before relaying (the client's first
+        bytes follow the request, as RFC 8803 carries data with its Connect TLV); a refusal
+        then reaches the client as a reset, and a SOCKS client has been told "succeeded".
+        """
         self._n += 1
         tc = TunnelConnection(self._n, source, str(req), writer=writer)
         self.active[tc.number] = tc
         self.totals["connections"] += 1
         try:
-            status, stream, why = await self.open(req)
+            stream, status, why = await self._stream()
+            if stream is not None:
+                try:
+                    stream.write(encode_request(req))
+                except (MptcpsecError, RequestError) as exc:
+                    stream.abort(str(exc))
+                    stream, status, why = None, Status.GENERAL_FAILURE, str(exc)
+            if stream is not None and not pipeline:
+                status, why = await self._status(stream)
+                if status is not Status.SUCCESS:
+                    stream = None
             if stream is None:
-                self.refused[status.label] = self.refused.get(status.label, 0) + 1
-                tc.state = f"refused: {why}"
-                self._log(f"#{tc.number} {source} -> {req}: {status.label} ({why})")
+                self._refused(tc, status, why)
                 if reply is not None:
                     with contextlib.suppress(OSError):
                         writer.write(reply(status))
@@ -193,6 +231,14 @@ class Tunnel:
                 return status
             tc.stream = stream
             tc.state = "relaying"
+            outcome = {"status": Status.SUCCESS}
+
+            async def check_status() -> bool:
+                st, reason = await self._status(stream)
+                outcome["status"] = st
+                if st is not Status.SUCCESS:
+                    self._refused(tc, st, reason)
+                return st is Status.SUCCESS
 
             def on_event(ev: Event) -> None:
                 from ..protocol.events import SubflowPoisoned
@@ -206,7 +252,7 @@ class Tunnel:
 
             stream.add_event_listener(on_event)
             if reply is not None:
-                writer.write(reply(status))
+                writer.write(reply(Status.SUCCESS))
             if early:
                 stream.write(early)
 
@@ -216,13 +262,16 @@ class Tunnel:
                 self.totals["sent"] += to_stream
                 self.totals["received"] += from_stream
 
-            res = await relay(stream, reader, writer, self.options.idle_timeout, on_bytes=count)
+            res = await relay(stream, reader, writer, self.options.idle_timeout, on_bytes=count,
+                              before_down=check_status if pipeline else None)
+            if outcome["status"] is not Status.SUCCESS:
+                return outcome["status"]
             tc.state = "closed" if not res.error else f"reset: {res.error}"
             self._log(f"#{tc.number} {source} -> {req}: {res.to_stream:,} B out, "
                       f"{res.from_stream:,} B back" + (f", {res.error}" if res.error else ""))
             if not res.error:
                 self._spawn(self._finish(stream))
-            return status
+            return Status.SUCCESS
         finally:
             self.active.pop(tc.number, None)
 
@@ -267,7 +316,7 @@ class Tunnel:
                     if step.request is not None:
                         break
                 await self.carry(source, step.request, reader, writer, reply=neg.reply,
-                                 early=neg.leftover())
+                                 early=neg.leftover(), pipeline=self.options.socks_early_reply)
             except (OSError, asyncio.TimeoutError):
                 writer.close()
 
@@ -278,7 +327,8 @@ class Tunnel:
         req = ConnectRequest(*dest)
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            status = await self.carry(self._peer(writer), req, reader, writer)
+            status = await self.carry(self._peer(writer), req, reader, writer,
+                                      pipeline=self.options.pipeline)
             if status is not Status.SUCCESS:
                 reset_writer(writer)
 
@@ -300,7 +350,8 @@ class Tunnel:
                           "listener itself); closed")
                 reset_writer(writer)
                 return
-            status = await self.carry(self._peer(writer), ConnectRequest(*dest), reader, writer)
+            status = await self.carry(self._peer(writer), ConnectRequest(*dest), reader, writer,
+                                      pipeline=self.options.pipeline)
             if status is not Status.SUCCESS:
                 reset_writer(writer)
 
@@ -314,7 +365,8 @@ class Tunnel:
         transport, protocol = await loop.connect_write_pipe(
             asyncio.streams.FlowControlMixin, sys.stdout)
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        return await self.carry("stdio", ConnectRequest(*dest), reader, writer)
+        return await self.carry("stdio", ConnectRequest(*dest), reader, writer,
+                                pipeline=self.options.pipeline)
 
     # ---------------------------------------------------------------- lifetime
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..aio.api import MptcpsecStream
@@ -48,10 +48,13 @@ def _write_eof(writer: asyncio.StreamWriter) -> None:
 
 async def relay(stream: MptcpsecStream, reader: asyncio.StreamReader,
                 writer: asyncio.StreamWriter, idle_timeout: float | None = None,
-                on_bytes: Callable[[int, int], None] | None = None) -> RelayResult:
+                on_bytes: Callable[[int, int], None] | None = None,
+                before_down: Callable[[], Awaitable[bool]] | None = None) -> RelayResult:
     """Relay until both directions ended, a reset, or `idle_timeout` without a byte.
 
     `on_bytes(to_stream, from_stream)` is called per chunk (live counters).
+    `before_down()` runs before anything is passed from the stream to the TCP side (the
+    gateway's status when the request was pipelined); False resets both sides.
     """
     loop = asyncio.get_running_loop()
     result = RelayResult()
@@ -84,6 +87,11 @@ async def relay(stream: MptcpsecStream, reader: asyncio.StreamReader,
                 return
 
     async def down() -> None:  # mptcpsec -> TCP side
+        if before_down is not None and not await before_down():
+            result.error = result.error or "refused by the gateway"
+            stream.abort("refused by the gateway")
+            failed.set()
+            return
         while True:
             try:
                 data = await stream.read(CHUNK)

@@ -373,3 +373,32 @@ def test_stdio_for_ssh_proxycommand(rig: Rig, www: Path) -> None:
     head, _, body = res.stdout.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200")
     assert hashlib.sha256(body).hexdigest() == sha256_file(www / "small.bin")
+
+
+def test_pool_and_early_reply_serve_from_ready_connections(rig: Rig, www: Path) -> None:
+    hport = rig.http(www)
+    _, gport = rig.gateway()
+    tun, sport, _ = rig.tunnel(_gw_paths(gport), "--pool", "2", "--socks-early-reply")
+    time.sleep(1.0)  # the pool fills in the background
+    want = sha256_file(www / "small.bin")
+    for _ in range(3):
+        res = curl("--socks5-hostname", f"127.0.0.1:{sport}", f"http://{DEST}:{hport}/small.bin")
+        assert res.returncode == 0 and hashlib.sha256(res.stdout).hexdigest() == want
+    # Early reply: a refusal can no longer be a SOCKS error; it is a reset, never data.
+    res = curl("--socks5-hostname", f"127.0.0.1:{sport}", f"http://127.0.0.4:{hport}/")
+    assert res.returncode != 0 and not res.stdout
+    assert tun.stop() == 0
+    t = _json_line(tun.stdout, "tunnel")
+    assert t["pool_hits"] >= 3 and t["refused"] == {"not allowed": 1}
+
+
+def test_a_refused_forward_is_a_reset(rig: Rig) -> None:
+    closed = free_port(DEST)
+    _, gport = rig.gateway()
+    _, _, fport = rig.tunnel(_gw_paths(gport), socks=False, forward=f"{DEST}:{closed}")
+    with socket.create_connection(("127.0.0.1", fport), timeout=20) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")  # pipelined behind the request
+        with pytest.raises(ConnectionResetError):
+            for _ in range(100):
+                if not s.recv(65536):
+                    break
