@@ -402,3 +402,41 @@ def test_a_refused_forward_is_a_reset(rig: Rig) -> None:
             for _ in range(100):
                 if not s.recv(65536):
                     break
+
+
+def test_max_per_client_and_idle_timeout(rig: Rig) -> None:
+    """A second connection of the same client is refused (resource exhausted, SOCKS 1);
+    an idle relay is reset after --idle-timeout and the slot is free again."""
+    holder = _Dest("watch")
+    try:
+        _, gport = rig.gateway("--max-per-client", "1", "--idle-timeout", "1.5",
+                               allow=(f"{DEST}/32",))
+        _, sport, fport = rig.tunnel(_gw_paths(gport), forward=f"{DEST}:{holder.port}")
+        s = socket.create_connection(("127.0.0.1", fport), timeout=20)
+        s.sendall(b"hold")
+        time.sleep(0.5)
+        rc, err = _refusal(["--socks5-hostname", f"127.0.0.1:{sport}"],
+                           f"http://{DEST}:{holder.port}/")
+        assert rc == 97 and "(1)" in err, err
+        assert holder.done.wait(10)  # idle for 1.5 s: the gateway reset the relay
+        assert holder.seen == ["reset"]
+        s.close()
+    finally:
+        holder.close()
+
+
+def test_ctrl_c_ends_connections_with_fin(rig: Rig) -> None:
+    dest = _Dest("watch")
+    try:
+        _, gport = rig.gateway()
+        tun, _, fport = rig.tunnel(_gw_paths(gport), socks=False,
+                                   forward=f"{DEST}:{dest.port}")
+        s = socket.create_connection(("127.0.0.1", fport), timeout=20)
+        s.sendall(b"x" * 1000)
+        time.sleep(0.5)
+        assert tun.stop() == 0  # SIGINT
+        assert dest.done.wait(10)
+        assert dest.seen == ["fin"]  # DATA_FIN reached the destination as a FIN
+        s.close()
+    finally:
+        dest.close()
