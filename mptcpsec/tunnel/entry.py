@@ -65,6 +65,17 @@ class TunnelConnection:
     writer: asyncio.StreamWriter | None = None
 
 
+def refused_by_gateway(error: str) -> bool:
+    """Whether a connection error means the gateway refused our credentials.
+
+    With TLS 1.3 our side of the handshake ends before the gateway has checked our
+    certificate; its refusal then arrives as a late handshake record on an established
+    subflow.
+    """
+    return ("key exchange failed" in error or "peer aborted" in error
+            or "HANDSHAKE record" in error)
+
+
 def original_destination(sock: socket.socket) -> Address:
     """Where an iptables/nftables REDIRECT'ed connection was going (IPv4 and IPv6)."""
     if sock.family == socket.AF_INET6:
@@ -142,7 +153,7 @@ class Tunnel:
             return await self._take(), Status.SUCCESS, ""
         except MptcpsecError as exc:
             text = str(exc)
-            if "key exchange" in text or "handshake" in text:
+            if refused_by_gateway(text):
                 return None, Status.NOT_ALLOWED, f"gateway refused us: {text}"
             return None, Status.GENERAL_FAILURE, f"gateway: {text}"
         except (OSError, asyncio.TimeoutError) as exc:
@@ -158,8 +169,11 @@ class Tunnel:
             stream.abort(str(exc))
             return Status.GENERAL_FAILURE, str(exc)
         except (MptcpsecError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            error = stream.error or ""
             stream.abort("no status")
-            return Status.GENERAL_FAILURE, f"no status from the gateway ({exc!r})"
+            if refused_by_gateway(error):
+                return Status.NOT_ALLOWED, f"gateway refused us: {error}"
+            return Status.GENERAL_FAILURE, f"no status from the gateway ({error or exc!r})"
         if status is not Status.SUCCESS:
             with contextlib.suppress(MptcpsecError):
                 stream.close()

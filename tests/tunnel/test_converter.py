@@ -440,3 +440,29 @@ def test_ctrl_c_ends_connections_with_fin(rig: Rig) -> None:
         s.close()
     finally:
         dest.close()
+
+
+def test_tls_gateway_takes_client_certificates_from_its_ca(rig: Rig, www: Path) -> None:
+    from mptcpsec.crypto.certs import generate_ca, issue_certificate
+
+    ca = generate_ca()
+    ca.write(rig.tmp / "ca.pem", rig.tmp / "ca.key")
+    issue_certificate(ca, "gateway").write(rig.tmp / "gw.pem", rig.tmp / "gw.key")
+    client = issue_certificate(ca, "laptop", client=True)
+    client.write(rig.tmp / "c.pem", rig.tmp / "c.key")
+    hport = rig.http(www)
+    gw, gport = rig.gateway("-k", "tls", "--cert", "gw.pem", "--key", "gw.key",
+                            "--client-cert", "--cafile", "ca.pem")
+    verify = ["-k", "tls", "--cafile", "ca.pem", "--server-name", "localhost"]
+    _, sport, _ = rig.tunnel(_gw_paths(gport), auth=[*verify, "--cert", "c.pem",
+                                                     "--key", "c.key"])
+    _, anon, _ = rig.tunnel(_gw_paths(gport), auth=verify, name="no-cert")
+    res = curl("--socks5-hostname", f"127.0.0.1:{sport}", f"http://{DEST}:{hport}/small.bin")
+    assert res.returncode == 0, res.stderr
+    assert hashlib.sha256(res.stdout).hexdigest() == sha256_file(www / "small.bin")
+    rc, err = _refusal(["--socks5-hostname", f"127.0.0.1:{anon}"],
+                       f"http://{DEST}:{hport}/small.bin")
+    assert rc == 97 and "(2)" in err, err
+    assert gw.stop() == 0
+    assert f"client '{client.fingerprint}' -> {DEST}" in gw.stderr
+    assert _json_line(gw.stdout, "gateway")["refused"] == {"authentication failed": 1}
