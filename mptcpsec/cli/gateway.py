@@ -20,10 +20,15 @@ examples:
   mptcpsec gateway -l 127.0.0.1:7000 -k tls --cert gw.pem --key gw.key --client-cert \\
                    --cafile clients-ca.pem --allow 0.0.0.0/0:443
 
+  # split-path: clients.keys lists "NAME ed25519 HEXKEY" (what the tunnel prints)
+  mptcpsec gateway -l 127.0.0.1:7000 -l 127.0.0.2:7000 --allowed-clients clients.keys \
+                   --identity gw.id --allow 192.0.2.0/24
+
 The gateway is never an open proxy: it refuses to start without a key exchange that
-authenticates clients (psk with --psk-clients, or tls with --client-cert) and without at
-least one --allow. Rules are CIDR[:PORTS] ([CIDR]:PORTS for IPv6; PORTS like 80,443 or
-1000-2000); names are resolved first and only allowed addresses are connected to.
+authenticates clients (psk with --psk-clients, tls with --client-cert, or split-path with
+--allowed-clients) and without at least one --allow. Rules are CIDR[:PORTS]
+([CIDR]:PORTS for IPv6; PORTS like 80,443 or 1000-2000); names are resolved first and
+only allowed addresses are connected to.
 """
 
 
@@ -40,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="destinations clients may reach (repeat; at least one)")
     p.add_argument("--psk-clients", metavar="FILE",
                    help="psk: one client a line, IDENTITY KEY (hex or base64:...)")
+    p.add_argument("--allowed-clients", metavar="FILE",
+                   help="split-path: the clients allowed in, one 'NAME ed25519 HEXKEY' a line "
+                   "(the key `mptcpsec tunnel --client-identity` prints)")
     p.add_argument("--max-connections", type=int, default=1024, metavar="N",
                    help="connections relayed at once (default: %(default)s)")
     p.add_argument("--max-per-client", type=int, default=256, metavar="N",
@@ -93,8 +101,26 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             raise CliError("gateway -k tls: give --client-cert with --cafile (or --pin), so "
                            "that only clients with a certificate get in")
         return build_config(args, "server")
-    raise CliError(f"gateway: key exchange {kx} does not authenticate clients; use -k psk "
-                   "--psk-clients FILE or -k tls --client-cert --cafile CA")
+    if kx == "split-path":
+        if not args.allowed_clients:
+            raise CliError("gateway -k split-path: give --allowed-clients FILE (one 'NAME "
+                           "ed25519 HEXKEY' a line), so that only known clients get in")
+        from ..crypto.splitpath import load_known_hosts
+        from ..errors import MptcpsecError
+
+        if not Path(args.allowed_clients).is_file():
+            raise CliError(f"cannot read {args.allowed_clients!r}")
+        try:
+            names = load_known_hosts(args.allowed_clients)
+        except MptcpsecError as exc:
+            raise CliError(f"{args.allowed_clients}: {exc}") from None
+        if not names:
+            raise CliError(f"{args.allowed_clients}: no clients")
+        cfg, info = build_config(args, "server")
+        assert cfg.split_path is not None
+        cfg.split_path.allowed_clients = {key: name for name, key in names.items()}
+        return cfg, {**info, "clients": len(names)}
+    raise CliError(f"gateway: key exchange {kx} does not authenticate clients")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -70,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "nftables; the destination is read with SO_ORIGINAL_DST")
     lst.add_argument("--stdio", type=address, metavar="DHOST:DPORT",
                      help="one connection on stdin/stdout, for ssh's ProxyCommand")
+    p.add_argument("--client-identity", metavar="FILE",
+                   help="split-path: prove this Ed25519 identity to the gateway (hex seed; "
+                   "created 0600 if missing); the public key to list in the gateway's "
+                   "--allowed-clients is printed")
     p.add_argument("--pool", type=int, default=0, metavar="N",
                    help="keep N connections with the key exchange done (default: %(default)s)")
     p.add_argument("--socks-early-reply", action="store_true",
@@ -106,11 +110,23 @@ def _run(args: argparse.Namespace) -> int:
     if args.mode != "mptcpsec":
         raise CliError("a tunnel runs --mode mptcpsec only")
     if args.key_exchange == "split-path":
-        raise CliError("the gateway authenticates clients with -k psk or -k tls (split-path "
-                       "does not identify clients)")
+        if not args.client_identity:
+            raise CliError("the gateway authenticates split-path clients by their identity: "
+                           "give --client-identity FILE (or use -k psk / -k tls)")
+        if len(args.connect) < 2:
+            raise CliError("split-path needs two paths: give two --connect")
     if args.pool < 0 or args.pool > 64:
         raise CliError("--pool must be 0..64")
     cfg, _ = build_config(args, "client", first_remote=args.connect[0])
+    identity_line = None
+    if args.key_exchange == "split-path":
+        from ..crypto.splitpath import identity_public_key
+        from ._common import load_identity
+
+        assert cfg.split_path is not None
+        seed = load_identity(args.client_identity)
+        cfg.split_path.client_identity_seed = seed
+        identity_line = f"NAME ed25519 {identity_public_key(seed).hex()}"
     if args.no_join:
         cfg.join_announced = False
     binds = args.bind + [None] * (len(args.connect) - len(args.bind))
@@ -157,6 +173,9 @@ def _run(args: argparse.Namespace) -> int:
                         view.log(f"transparent on {a[0]}:{a[1]}")
                 except OSError as exc:
                     raise CliError(f"cannot listen: {exc.strerror or exc}") from None
+                if identity_line:
+                    view.log(f"client identity (for the gateway's --allowed-clients): "
+                             f"{identity_line}")
                 view.log("gateway paths: " + ", ".join(f"{h}:{p}" for h, p in args.connect))
                 tunnel.start_pool()
                 live = asyncio.ensure_future(view.run())

@@ -466,3 +466,28 @@ def test_tls_gateway_takes_client_certificates_from_its_ca(rig: Rig, www: Path) 
     assert gw.stop() == 0
     assert f"client '{client.fingerprint}' -> {DEST}" in gw.stderr
     assert _json_line(gw.stdout, "gateway")["refused"] == {"authentication failed": 1}
+
+
+def test_split_path_gateway_allows_listed_client_identities(rig: Rig, www: Path) -> None:
+    from mptcpsec.crypto.splitpath import generate_identity_seed, identity_public_key
+
+    seed = generate_identity_seed()
+    (rig.tmp / "me.id").write_text(seed.hex() + "\n")
+    (rig.tmp / "clients.keys").write_text(
+        f"laptop ed25519 {identity_public_key(seed).hex()}\n")
+    hport = rig.http(www)
+    gw, gport = rig.gateway("-k", "split-path", "--allowed-clients", "clients.keys")
+    _, sport, _ = rig.tunnel(_gw_paths(gport), auth=["-k", "split-path",
+                                                     "--client-identity", "me.id"])
+    _, other, _ = rig.tunnel(_gw_paths(gport), name="stranger",
+                             auth=["-k", "split-path", "--client-identity", "other.id"])
+    res = curl("--socks5-hostname", f"127.0.0.1:{sport}", f"http://{DEST}:{hport}/small.bin")
+    assert res.returncode == 0, res.stderr
+    assert hashlib.sha256(res.stdout).hexdigest() == sha256_file(www / "small.bin")
+    rc, err = _refusal(["--socks5-hostname", f"127.0.0.1:{other}"],
+                       f"http://{DEST}:{hport}/small.bin")
+    assert rc == 97 and "(2)" in err, err
+    assert (rig.tmp / "other.id").exists()  # created 0600 on first use
+    assert gw.stop() == 0
+    assert f"client 'laptop' -> {DEST}" in gw.stderr
+    assert "is not allowed" in gw.stderr
