@@ -82,6 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-pipeline", action="store_true",
                    help="forwards, transparent, stdio: wait for the gateway's status before "
                    "relaying the client's bytes (default: they follow the request at once)")
+    p.add_argument("--eager-join", action="store_true",
+                   help="open every path at once (default: the paths beyond the key "
+                   "exchange's join once the first answer came back, or after 1 s)")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                    help="give up on the gateway after this long (default: %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=None, metavar="S",
@@ -135,7 +138,8 @@ def _run(args: argparse.Namespace) -> int:
                          connect_timeout=args.connect_timeout, idle_timeout=args.idle_timeout,
                          socks_users=dict(args.socks_user) or None,
                          pipeline=not args.no_pipeline,
-                         socks_early_reply=args.socks_early_reply)
+                         socks_early_reply=args.socks_early_reply,
+                         join_after_first_byte=not args.eager_join)
     holder: dict[str, Tunnel] = {}
 
     def rows():  # type: ignore[no-untyped-def]

@@ -50,6 +50,10 @@ class TunnelOptions:
     #: SOCKS: answer "succeeded" at once and pipeline too (saves a round trip; a refusal
     #: then reaches the client as a reset instead of the matching SOCKS error).
     socks_early_reply: bool = False
+    #: Open the paths beyond the key exchange's once the first bytes came back (or after
+    #: `join_delay` seconds), not at once (EXPERIMENTS section 7).
+    join_after_first_byte: bool = True
+    join_delay: float = 1.0
 
 
 @dataclass
@@ -112,8 +116,29 @@ class Tunnel:
     # ---------------------------------------------------------------- mptcpsec side
 
     async def _connect(self) -> MptcpsecStream:
-        return await asyncio.wait_for(connect(self.options.paths, self.options.config),
+        paths = list(self.options.paths)
+        if self.options.join_after_first_byte:
+            # Only the paths the key exchange needs now; the others join once the first
+            # answer is back (`_join_rest`), so the request, the status and the first
+            # response bytes are not sent over a subflow whose RTT nobody measured yet.
+            need = 2 if self.options.config.key_exchange == "split-path" else 1
+            paths = paths[:need]
+        return await asyncio.wait_for(connect(paths, self.options.config),
                                       self.options.connect_timeout)
+
+    def _join_rest(self, stream: MptcpsecStream) -> None:
+        if not self.options.join_after_first_byte or getattr(stream, "_joined", False):
+            return
+        stream._joined = True  # type: ignore[attr-defined]
+        need = 2 if self.options.config.key_exchange == "split-path" else 1
+        for path in self.options.paths[need:]:
+            self._spawn(self._add_path(stream, path))
+
+    async def _add_path(self, stream: MptcpsecStream, path: Path) -> None:
+        if stream.connection.ended:
+            return
+        with contextlib.suppress(MptcpsecError, OSError):
+            await stream.add_path(path)
 
     def _refill(self) -> None:
         want = self.options.pool - len(self._pool) - self._filling
@@ -270,14 +295,24 @@ class Tunnel:
             if early:
                 stream.write(early)
 
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(self.options.join_delay, self._join_rest, stream)
+
             def count(to_stream: int, from_stream: int) -> None:
+                if from_stream and not tc.received:
+                    timer.cancel()
+                    self._join_rest(stream)
                 tc.sent += to_stream
                 tc.received += from_stream
                 self.totals["sent"] += to_stream
                 self.totals["received"] += from_stream
 
-            res = await relay(stream, reader, writer, self.options.idle_timeout, on_bytes=count,
-                              before_down=check_status if pipeline else None)
+            try:
+                res = await relay(stream, reader, writer, self.options.idle_timeout,
+                                  on_bytes=count,
+                                  before_down=check_status if pipeline else None)
+            finally:
+                timer.cancel()
             if outcome["status"] is not Status.SUCCESS:
                 return outcome["status"]
             tc.state = "closed" if not res.error else f"reset: {res.error}"
