@@ -111,6 +111,8 @@ class Tunnel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool: list[tuple[float, MptcpsecStream]] = []
         self._filling = 0
+        self._pool_failures = 0
+        self._maintainer: asyncio.Task[None] | None = None
         self.addresses: list[Address] = []
 
     # ---------------------------------------------------------------- mptcpsec side
@@ -150,12 +152,27 @@ class Tunnel:
         try:
             stream = await self._connect()
         except (MptcpsecError, OSError, asyncio.TimeoutError) as exc:
+            self._pool_failures += 1
             self._log(f"pool: cannot connect to the gateway: {exc or 'timed out'}")
-            await asyncio.sleep(1.0)  # back off before the next attempt
             return
         finally:
             self._filling -= 1
+        self._pool_failures = 0
         self._pool.append((time.monotonic(), stream))
+
+    async def _maintain(self) -> None:
+        """Replace pooled connections before they age out, so the pool stays warm while
+        idle; after failed attempts, wait longer (up to a minute) before the next."""
+        while True:
+            wait = min(60.0, 2.0 * (2 ** min(self._pool_failures, 5)))
+            await asyncio.sleep(min(wait, self.options.pool_max_age / 3)
+                                if not self._pool_failures else wait)
+            now = time.monotonic()
+            for item in [i for i in self._pool if now - i[0] > self.options.pool_max_age
+                         or i[1].connection.ended]:
+                self._pool.remove(item)
+                item[1].abort("pooled connection too old")
+            self._refill()
 
     async def _take(self) -> MptcpsecStream:
         now = time.monotonic()
@@ -166,9 +183,10 @@ class Tunnel:
                 stream.abort("pooled connection too old")
                 continue
             self.totals["pool_hits"] += 1
-            self._refill()
+            if not self._pool_failures:
+                self._refill()
             return stream
-        if self.options.pool:
+        if self.options.pool and not self._pool_failures:
             self._refill()
         return await self._connect()
 
@@ -422,9 +440,12 @@ class Tunnel:
     def start_pool(self) -> None:
         if self.options.pool:
             self._refill()
+            self._maintainer = asyncio.get_running_loop().create_task(self._maintain())
 
     async def close(self, grace: float = 3.0) -> None:
         """Stop listening; end every connection with DATA_FIN, then whatever is left."""
+        if self._maintainer is not None:
+            self._maintainer.cancel()
         for srv in self._servers:
             srv.close()
         for tc in list(self.active.values()):
@@ -436,11 +457,21 @@ class Tunnel:
                     if tc.writer.can_write_eof():
                         tc.writer.write_eof()
         deadline = time.monotonic() + grace
-        while self.active and time.monotonic() < deadline:
+
+        def open_streams() -> list[TunnelConnection]:
+            return [tc for tc in self.active.values()
+                    if tc.stream is not None and not tc.stream.connection.ended]
+
+        while open_streams() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for tc in list(self.active.values()):
-            if tc.stream is not None:
+            if tc.stream is not None and not tc.stream.connection.ended:
                 tc.stream.abort("tunnel stopped")
+            if tc.writer is not None:
+                tc.writer.close()
+        deadline = time.monotonic() + 1.0
+        while self.active and time.monotonic() < deadline:  # relays see the ends and return
+            await asyncio.sleep(0.02)
         for _, stream in self._pool:
             with contextlib.suppress(MptcpsecError):
                 stream.close()

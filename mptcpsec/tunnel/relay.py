@@ -133,8 +133,9 @@ async def relay(stream: MptcpsecStream, reader: asyncio.StreamReader,
     watch = [loop.create_task(failed.wait())]
     if idle_timeout:
         watch.append(loop.create_task(idle()))
+    both = asyncio.gather(*tasks)
+    both.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, not logged
     try:
-        both = asyncio.gather(*tasks)
         await asyncio.wait([both, *watch], return_when=asyncio.FIRST_COMPLETED)
     finally:
         for t in (*tasks, *watch):

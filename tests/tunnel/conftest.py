@@ -178,6 +178,10 @@ class Rig:
         for p in reversed(self.procs):
             p.stop()
 
+    def tracebacks(self) -> list[str]:
+        """stderr of every mptcpsec process that printed a traceback (a bug, always)."""
+        return [p.stderr[-3000:] for p in self.procs if "Traceback" in p.stderr]
+
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
@@ -186,6 +190,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         yield r
     finally:
         r.close()
+    assert not r.tracebacks(), r.tracebacks()[0]
 
 
 @pytest.fixture(scope="session")
