@@ -195,13 +195,14 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 @pytest.fixture(scope="session")
 def www(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Files to download: big.bin (50 MB), mid.bin (8 MB), small.bin (200 kB), random."""
+    """Files to download: big.bin (50 MB), mid.bin (8 MB), 4m.bin, small.bin (200 kB)."""
     root = tmp_path_factory.mktemp("www")
     with (root / "big.bin").open("wb") as f:
         for _ in range(BIG // (1 << 20)):
             f.write(os.urandom(1 << 20))
         f.write(os.urandom(BIG % (1 << 20)))
     (root / "mid.bin").write_bytes(os.urandom(8_000_000))
+    (root / "4m.bin").write_bytes(os.urandom(4_000_000))
     (root / "small.bin").write_bytes(os.urandom(200_000))
     return root
 

@@ -103,20 +103,21 @@ def test_python_socks_client_with_username_password(rig: Rig, www: Path) -> None
 @pytest.mark.parametrize("attack", ["bitflip-data", "rst", "inject", "replay"])
 def test_download_survives_an_attack_on_path_2(rig: Rig, www: Path, tmp_path: Path,
                                                attack: str) -> None:
-    """Path 2 through `mptcpsec proxy --attack`, gateway-to-tunnel: the download is intact."""
+    """Path 2 through `mptcpsec proxy --attack`, gateway to tunnel, 300 kB into the path's
+    records: the 4 MB download is intact."""
     hport = rig.http(www)
     gw, gport = rig.gateway("--scheduler", "round-robin")
     pport = free_port("127.0.0.2")
     proxy = rig.start("proxy", "proxy", "--listen", f"127.0.0.2:{pport}", "--upstream",
                       f"127.0.0.2:{gport}", "--attack", attack, "--direction", "s2c",
-                      "--after", "1MB", "--json")
+                      "--after", "300k", "--json")
     wait_listening("127.0.0.2", pport, proxy.popen)
     tun, sport, _ = rig.tunnel([("127.0.0.1", gport), ("127.0.0.2", pport)])
-    out = tmp_path / "mid.bin"
-    res = curl("--socks5-hostname", f"127.0.0.1:{sport}", f"http://{DEST}:{hport}/mid.bin",
+    out = tmp_path / "4m.bin"
+    res = curl("--socks5-hostname", f"127.0.0.1:{sport}", f"http://{DEST}:{hport}/4m.bin",
                "-o", str(out))
     assert res.returncode == 0, res.stderr
-    assert sha256_file(out) == sha256_file(www / "mid.bin")
+    assert sha256_file(out) == sha256_file(www / "4m.bin")
     proxy.stop()
     strikes = json.loads(proxy.stdout)["strikes"]
     assert len(strikes) == 1, proxy.stderr
@@ -491,3 +492,18 @@ def test_split_path_gateway_allows_listed_client_identities(rig: Rig, www: Path)
     assert gw.stop() == 0
     assert f"client 'laptop' -> {DEST}" in gw.stderr
     assert "is not allowed" in gw.stderr
+
+
+def test_bench_tunnel_smoke(tmp_path: Path) -> None:
+    """`mptcpsec bench tunnel` end to end at a tiny size: every row present and intact."""
+    res = subprocess.run([*CMD, "bench", "tunnel", "--repeats", "1", "--bytes", "2MB",
+                          "--parallel", "5", "--batches", "1", "--json", "--no-plot",
+                          "--out", str(tmp_path), "--quiet"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert len(doc["ttfb"]) == 6 and all(r["median_ms"] > 0 for r in doc["ttfb"])
+    assert all(b["intact"] for b in doc["bulk"])
+    assert doc["bulk"][0]["ratio_to_connect_send"] > 0
+    assert {r["connections"] for r in doc["rate"].values()} == {5}
+    assert (tmp_path / "tunnel.json").exists()
