@@ -51,7 +51,7 @@ class StatusView:
         if self.live:
             from rich.console import Console
 
-            self._console = Console(stderr=True)
+            self._console = Console(stderr=True, log_path=False)
 
     def log(self, text: str) -> None:
         if self.quiet:

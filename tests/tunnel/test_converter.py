@@ -98,6 +98,18 @@ def test_python_socks_client_with_username_password(rig: Rig, www: Path) -> None
     # Through this independent client too, a refused destination is a SOCKS error.
     with pytest.raises(ProxyError, match="not allowed"):
         proxy.connect(dest_host="127.0.0.4", dest_port=hport, timeout=20).close()
+    # SOCKS4 gets SOCKS4's rejection, anything else is closed without a reply.
+    res = curl("--socks4", f"127.0.0.1:{sport}", f"http://{DEST}:{hport}/small.bin")
+    assert res.returncode == 97 and not res.stdout, res.stderr
+    with socket.create_connection(("127.0.0.1", sport), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(100) == b""
+    sock = proxy.connect(dest_host=DEST, dest_port=hport, timeout=20)  # still serving
+    try:
+        assert hashlib.sha256(_http_get(sock, DEST, "/small.bin")).hexdigest() == \
+            sha256_file(www / "small.bin")
+    finally:
+        sock.close()
 
 
 @pytest.mark.parametrize("attack", ["bitflip-data", "rst", "inject", "replay"])
