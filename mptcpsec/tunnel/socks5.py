@@ -88,6 +88,7 @@ class Socks5Server:
         self._users = dict(users) if users else None
         self._buf = bytearray()
         self._state = _State.GREETING
+        self._pending = b""  # the answer to the message just parsed
         self.user: str | None = None
 
     @property
@@ -127,8 +128,6 @@ class Socks5Server:
         if len(self._buf) > MAX_PREFIX:
             return self._fail("oversized SOCKS message", bytes(out))
         return Socks5Step(send=bytes(out))
-
-    _pending: bytes = b""
 
     def _advance(self) -> Socks5Step | None:
         b = self._buf
