@@ -519,3 +519,18 @@ def test_bench_tunnel_smoke(tmp_path: Path) -> None:
     assert doc["bulk"][0]["ratio_to_connect_send"] > 0
     assert {r["connections"] for r in doc["rate"].values()} == {5}
     assert (tmp_path / "tunnel.json").exists()
+
+
+def test_gateway_ctrl_c_ends_relays_with_data_fin(rig: Rig) -> None:
+    dest = _Dest("watch")
+    try:
+        gw, gport = rig.gateway()
+        _, _, fport = rig.tunnel(_gw_paths(gport), socks=False, forward=f"{DEST}:{dest.port}")
+        with socket.create_connection(("127.0.0.1", fport), timeout=20) as s:
+            s.sendall(b"y" * 1000)
+            time.sleep(0.5)
+            assert gw.stop() == 0
+            assert s.recv(100) == b""  # a FIN (from the gateway's DATA_FIN), not a reset
+        assert _json_line(gw.stdout, "gateway")["accepted"] == 1
+    finally:
+        dest.close()
