@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(VENV)/bin/mptcpsec bench failover --out $(BENCH_OUT)
 	$(VENV)/bin/mptcpsec bench handshake --out $(BENCH_OUT)
 	$(VENV)/bin/mptcpsec bench scale --out $(BENCH_OUT)
+	$(VENV)/bin/mptcpsec bench tunnel --out $(BENCH_OUT)
 	$(PY) -m pytest bench -q --benchmark-only
 
 lint: $(STAMP)

@@ -12,6 +12,8 @@ TEST = [
     "mypy>=1.8",
     # The fuzz targets' short runs in the test suite (wheels for Linux x86_64/aarch64).
     'atheris>=2.3; platform_system == "Linux"',
+    # An independent SOCKS5 client for the tunnel's tests.
+    "python-socks>=2.4",
 ]
 #: An optional faster event loop; the asyncio adapter runs on it unchanged (tested).
 UVLOOP = ['uvloop>=0.19; platform_system != "Windows"']

@@ -191,6 +191,27 @@ def _register_system_benches(kinds: argparse._SubParsersAction) -> None:
     _common(c, "scale")
     c.set_defaults(func=_run_scale)
 
+    from ..perf import tunnel
+
+    tn = kinds.add_parser(
+        "tunnel", formatter_class=fmt,
+        help="the converter (curl via tunnel and gateway) against direct TCP",
+        description="Over two emulated paths: curl's time to first byte direct and through "
+        "the tunnel (no pool, warm pool, early SOCKS reply, forward), bulk download against "
+        "`mptcpsec connect --send` over the same paths, and parallel connections per second.")
+    tn.add_argument("--fast-rtt-ms", type=float, default=tunnel.TunnelBenchConfig.fast_rtt_ms)
+    tn.add_argument("--slow-rtt-ms", type=float, default=tunnel.TunnelBenchConfig.slow_rtt_ms)
+    tn.add_argument("--repeats", type=_positive(int), default=tunnel.TunnelBenchConfig.repeats)
+    tn.add_argument("--bytes", type=_size, default=tunnel.TunnelBenchConfig.bulk_bytes,
+                    help="bulk download size")
+    tn.add_argument("--parallel", type=_positive(int),
+                    default=tunnel.TunnelBenchConfig.parallel)
+    tn.add_argument("--batches", type=_positive(int), default=tunnel.TunnelBenchConfig.batches)
+    tn.add_argument("--pool", type=_positive(int), default=tunnel.TunnelBenchConfig.pool,
+                    help="pool size of the pooled tunnels")
+    _common(tn, "tunnel")
+    tn.set_defaults(func=_run_tunnel)
+
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     if args.quiet:
@@ -277,6 +298,17 @@ def _run_scale(args: argparse.Namespace) -> int:
     started, load0 = time.monotonic(), [round(x, 2) for x in os.getloadavg()]
     rep = scale.run_scale(cfg, _progress(args))
     return _finish(args, "scale", rep, scale.format_report(rep), scale.plot, started, load0)
+
+
+def _run_tunnel(args: argparse.Namespace) -> int:
+    from ..perf import tunnel
+
+    cfg = tunnel.TunnelBenchConfig(fast_rtt_ms=args.fast_rtt_ms, slow_rtt_ms=args.slow_rtt_ms,
+                                   repeats=args.repeats, bulk_bytes=args.bytes,
+                                   parallel=args.parallel, batches=args.batches, pool=args.pool)
+    started, load0 = time.monotonic(), [round(x, 2) for x in os.getloadavg()]
+    rep = tunnel.run_tunnel(cfg, _progress(args))
+    return _finish(args, "tunnel", rep, tunnel.format_report(rep), tunnel.plot, started, load0)
 
 
 def _run_crypto(args: argparse.Namespace) -> int:

@@ -83,6 +83,31 @@ def parse_psk(text: str, source: str = "pre-shared key") -> Secret:
     return Secret.adopt(raw)
 
 
+class PskTable(Secret):
+    """A server's keys by client identity (a gateway's clients), given as `PskConfig.psk`.
+
+    The client's PSK_CLIENT_HELLO identity picks the key; an unknown identity aborts the
+    exchange, and the identity becomes the connection's ``peer_identity``. It rides in the
+    place of the one key so that every copy of the config made on the way keeps it; its own
+    buffer is a random placeholder that never keys anything.
+    """
+
+    __slots__ = ("identities",)
+
+    def __init__(self, identities: dict[bytes, Secret]) -> None:
+        super().__init__(secrets.token_bytes(MIN_PSK_LEN))
+        self.identities: dict[bytes, Secret] = {}
+        if not identities:
+            raise PskMissingError("no client identities")
+        for name, key in identities.items():
+            if not 0 < len(name) <= MAX_IDENTITY_LEN:
+                raise PskError(f"PSK identity {name!r}: must be 1..255 bytes")
+            if len(key) < MIN_PSK_LEN:
+                raise PskTooShortError(f"pre-shared key of {name!r} shorter than "
+                                       f"{MIN_PSK_LEN} bytes")
+        self.identities = dict(identities)
+
+
 @dataclass
 class PskConfig:
     role: Role
@@ -110,6 +135,8 @@ class PskKeyExchange:
         self.config = config
         self.role = config.role
         self._psk = Secret(config.psk.buffer)
+        self._table = config.psk.identities if isinstance(config.psk, PskTable) else None
+        self._peer_identity: str | None = None
         self._nonce = secrets.token_bytes(NONCE_LEN)
         self._hello = b""
         self._peer_nonce = b""
@@ -175,8 +202,15 @@ class PskKeyExchange:
         if message[0] == PSK_CLIENT_HELLO and not self._hello:
             if len(message) < 3 + NONCE_LEN or len(message) != 3 + NONCE_LEN + message[34]:
                 return self._abort("malformed PSK_CLIENT_HELLO")
-            ident = message[3 + NONCE_LEN:]
-            if ident != self.config.identity:
+            ident = bytes(message[3 + NONCE_LEN:])
+            if self._table is not None:
+                key = self._table.get(ident)
+                if key is None:
+                    return self._abort(f"unknown PSK identity {ident!r}")
+                self._psk.wipe()
+                self._psk = Secret(key.buffer)
+                self._peer_identity = ident.decode("utf-8", "replace")
+            elif ident != self.config.identity:
                 return self._abort(f"unknown PSK identity {ident!r}")
             self._hello = bytes(message)
             self._peer_nonce = bytes(message[2:2 + NONCE_LEN])
@@ -216,4 +250,4 @@ class PskKeyExchange:
         keylog.log_connection_secret(self.config.keylog_file, client_nonce, secret)
         return KeyExchangeResult(mode=MODE, role=self.role, connection_secret=secret,
                                  connection_id=client_nonce, client_nonce=client_nonce,
-                                 server_nonce=server_nonce)
+                                 server_nonce=server_nonce, peer_identity=self._peer_identity)

@@ -60,6 +60,7 @@ HASH_LEN = 32
 CONFIRM_LEN = 32
 SIGNATURE_LEN = 64
 SIGNATURE_CONTEXT = b"mptcpsec split-path server signature\x00"
+CLIENT_SIGNATURE_CONTEXT = b"mptcpsec split-path client signature\x00"
 
 CLIENT_SHARE = 0x11
 CLIENT_NONCE = 0x12
@@ -86,6 +87,10 @@ class SplitPathConfig:
     ``server_name``
     (the name to look the key up under, e.g. "host:port") enable trust on first use;
     ``require_identity`` refuses servers that do not sign.
+    Client authentication (a gateway's clients): a client with ``client_identity_seed``
+    signs the transcript in its CLIENT_FINISHED on path 1; a server with
+    ``allowed_clients`` (Ed25519 public key -> name) refuses clients not in it, and the
+    name becomes the connection's ``peer_identity``.
     """
 
     role: Role
@@ -95,7 +100,8 @@ class SplitPathConfig:
     require_identity: bool = False
     #: Key log lines go here (an open text file, ``io.StringIO``); None: no key log.
     keylog_file: KeyLogWriter | None = field(default=None, repr=False, compare=False)
-
+    client_identity_seed: bytes | None = field(default=None, repr=False)
+    allowed_clients: dict[bytes, str] | None = None
 
     def __post_init__(self) -> None:
         self.keylog_file = keylog.check_writer(self.keylog_file)
@@ -104,6 +110,7 @@ class SplitPathConfig:
                                    "KnownHosts, e.g. mptcpsec.aio.stores.FileKnownHosts), "
                                    f"not {type(self.known_hosts).__name__}")
 
+
 def generate_identity_seed() -> bytes:
     """A fresh Ed25519 identity seed for a server (keep it secret, store it 0600)."""
     return secrets.token_bytes(32)
@@ -111,6 +118,12 @@ def generate_identity_seed() -> bytes:
 
 def identity_public_key(seed: bytes) -> bytes:
     return bytes(nacl.signing.SigningKey(seed).verify_key)
+
+
+def _client_proof_th(th: bytes, identity: bytes, signature: bytes) -> bytes:
+    """What the client's path-1 confirmation covers when it proves an identity: the
+    transcript and the proof, so the proof cannot be swapped without the key."""
+    return hashlib.sha256(th + identity + signature).digest()
 
 
 def peek_session_id(message: bytes) -> bytes | None:
@@ -339,8 +352,17 @@ class SplitPathClient(_Base):
         for p, got in ((SHARE_PATH, confirm0), (NONCE_PATH, confirm1)):
             if not hmac.compare_digest(self._secrets.confirm(Role.SERVER, th, p), got):
                 return self._abort(f"server key confirmation on {PATH_NAMES[p]} failed")
-        sends = [(p, bytes([CLIENT_FINISHED, VERSION]) + sid
-                  + self._secrets.confirm(Role.CLIENT, th, p)) for p in (SHARE_PATH, NONCE_PATH)]
+        proof = b""
+        th1 = th
+        if self.config.client_identity_seed is not None:
+            signer = nacl.signing.SigningKey(self.config.client_identity_seed)
+            proof = (bytes(signer.verify_key)
+                     + signer.sign(CLIENT_SIGNATURE_CONTEXT + th).signature)
+            th1 = _client_proof_th(th, proof[:IDENTITY_LEN], proof[IDENTITY_LEN:])
+        sends = [(SHARE_PATH, bytes([CLIENT_FINISHED, VERSION]) + sid
+                  + self._secrets.confirm(Role.CLIENT, th, SHARE_PATH)),
+                 (NONCE_PATH, bytes([CLIENT_FINISHED, VERSION]) + sid
+                  + self._secrets.confirm(Role.CLIENT, th1, NONCE_PATH) + proof)]
         self._result = self._make_result(sid, self._nonce, server_nonce, peer_identity)
         return Step(send=sends, result=self._result)
 
@@ -381,6 +403,7 @@ class SplitPathServer(_Base):
         self._th = b""
         self._client_nonce_value = b""
         self._confirmed: set[int] = set()
+        self._client_identity: str | None = None
 
     def start(self) -> Step:
         self._started = True
@@ -449,18 +472,37 @@ class SplitPathServer(_Base):
 
     def _on_finished(self, path: int, message: bytes) -> Step:
         assert self._secrets is not None and self.session_id is not None
-        why = self._expect(message, CLIENT_FINISHED, _PREFIX + CONFIRM_LEN, path, None,
-                           self.session_id)
+        plain = _PREFIX + CONFIRM_LEN
+        proved = path == NONCE_PATH and len(message) == plain + IDENTITY_LEN + SIGNATURE_LEN
+        why = self._expect(message, CLIENT_FINISHED, len(message) if proved else plain, path,
+                           None, self.session_id)
         if why:
             return self._abort(why)
-        want = self._secrets.confirm(Role.CLIENT, self._th, path)
-        if not hmac.compare_digest(want, message[_PREFIX:]):
+        th = self._th
+        if proved:
+            identity = bytes(message[plain:plain + IDENTITY_LEN])
+            signature = bytes(message[plain + IDENTITY_LEN:])
+            th = _client_proof_th(self._th, identity, signature)
+        want = self._secrets.confirm(Role.CLIENT, th, path)
+        if not hmac.compare_digest(want, message[_PREFIX:plain]):
             return self._abort(f"client key confirmation on {PATH_NAMES[path]} failed")
+        allowed = self.config.allowed_clients
+        if proved:
+            try:
+                nacl.signing.VerifyKey(identity).verify(CLIENT_SIGNATURE_CONTEXT + self._th,
+                                                        signature)
+            except (nacl.exceptions.BadSignatureError, ValueError):
+                return self._abort("client identity signature over the transcript is invalid")
+            if allowed is not None and identity not in allowed:
+                return self._abort(f"client identity {identity.hex()} is not allowed")
+            self._client_identity = allowed[identity] if allowed else identity.hex()
+        elif path == NONCE_PATH and allowed is not None:
+            return self._abort("client did not prove an identity key and one is required")
         self._confirmed.add(path)
         if len(self._confirmed) < 2:
             return Step()
         self._result = self._make_result(self.session_id, self._client_nonce_value,
-                                         self._nonce, None)
+                                         self._nonce, self._client_identity)
         return Step(result=self._result)
 
 
