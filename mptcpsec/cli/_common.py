@@ -268,6 +268,8 @@ CREDENTIALS = {
     "cert": "tls", "key": "tls", "cafile": "tls", "pin": "tls", "client_cert": "tls",
     "psk_file": "psk", "psk_identity": "psk",
     "identity": "split-path", "known_hosts": "split-path", "require_identity": "split-path",
+    # gateway and tunnel: how clients are known
+    "psk_clients": "psk", "allowed_clients": "split-path", "client_identity": "split-path",
 }
 
 
@@ -325,7 +327,7 @@ def build_config(args: argparse.Namespace, role: str,
     cfg = ConnectionConfig(mode=args.mode, key_exchange=args.key_exchange,
                            algorithm=Algorithm(args.algorithm), scheduler=args.scheduler)
     kx = args.key_exchange
-    key_log = _key_log(args)
+    key_log = key_log_from_args(args)
     if kx == "psk" and args.mode == "mptcpsec":
         from ..aio.stores import load_psk
         from ..crypto.psk import PskConfig
@@ -358,7 +360,7 @@ def build_config(args: argparse.Namespace, role: str,
     return cfg, info
 
 
-def _key_log(args: argparse.Namespace) -> Any:
+def key_log_from_args(args: argparse.Namespace) -> Any:
     """The key log to write: --keylog FILE, else $SSLKEYLOGFILE, else none."""
     from ..aio.keylog import open_key_log
     from ..crypto.keylog import KeyLogError

@@ -9,7 +9,15 @@ import contextlib
 import json
 from pathlib import Path
 
-from ._common import CliError, add_connection_args, address, build_config, run_async
+from ._common import (
+    CliError,
+    add_connection_args,
+    address,
+    build_config,
+    key_log_from_args,
+    resolve_key_exchange,
+    run_async,
+)
 
 EPILOG = """\
 examples:
@@ -74,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.mode != "mptcpsec":
         raise CliError("a gateway runs --mode mptcpsec only")
-    kx = args.key_exchange
+    kx = resolve_key_exchange(args)
     if kx == "psk":
         from ..crypto.keyschedule import Role
         from ..crypto.psk import PskConfig
@@ -93,7 +101,7 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
         cfg = ConnectionConfig(mode="mptcpsec", key_exchange="psk",
                                algorithm=Algorithm(args.algorithm), scheduler=args.scheduler)
-        cfg.psk = PskConfig(Role.SERVER, table, b"", args.keylog)
+        cfg.psk = PskConfig(Role.SERVER, table, b"", key_log_from_args(args))
         cfg.validate()
         return cfg, {"clients": len(table.identities)}
     if kx == "tls":
@@ -105,13 +113,15 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         if not args.allowed_clients:
             raise CliError("gateway -k split-path: give --allowed-clients FILE (one 'NAME "
                            "ed25519 HEXKEY' a line), so that only known clients get in")
-        from ..crypto.splitpath import load_known_hosts
+        from ..crypto.known_hosts import parse_known_hosts
         from ..errors import MptcpsecError
 
-        if not Path(args.allowed_clients).is_file():
-            raise CliError(f"cannot read {args.allowed_clients!r}")
         try:
-            names = load_known_hosts(args.allowed_clients)
+            text = Path(args.allowed_clients).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise CliError(f"cannot read {args.allowed_clients!r}") from None
+        try:
+            names = parse_known_hosts(text)
         except MptcpsecError as exc:
             raise CliError(f"{args.allowed_clients}: {exc}") from None
         if not names:
@@ -128,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..tunnel.gateway import Gateway
     from ..tunnel.policy import Limits, Policy
     from ..tunnel.status import StatusView, paths_cell
-    from ..wire.pcap import open_sink
+    from ..aio.capture import open_sink
 
     if not args.allow:
         raise CliError("gateway: give at least one --allow CIDR[:PORTS]; a gateway is never "

@@ -9,7 +9,14 @@ import contextlib
 import json
 import sys
 
-from ._common import CliError, add_connection_args, address, build_config, run_async
+from ._common import (
+    CliError,
+    add_connection_args,
+    address,
+    build_config,
+    resolve_key_exchange,
+    run_async,
+)
 
 EPILOG = """\
 examples:
@@ -112,6 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError("more --bind than --connect: give one --bind per path, in order")
     if args.mode != "mptcpsec":
         raise CliError("a tunnel runs --mode mptcpsec only")
+    resolve_key_exchange(args)
     if args.key_exchange == "split-path":
         if not args.client_identity:
             raise CliError("the gateway authenticates split-path clients by their identity: "
