@@ -135,10 +135,10 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _run(args: argparse.Namespace) -> int:
     from ..aio.api import serve
+    from ..aio.capture import open_sink
     from ..tunnel.gateway import Gateway
     from ..tunnel.policy import Limits, Policy
     from ..tunnel.status import StatusView, paths_cell
-    from ..aio.capture import open_sink
 
     if not args.allow:
         raise CliError("gateway: give at least one --allow CIDR[:PORTS]; a gateway is never "
