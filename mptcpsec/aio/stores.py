@@ -2,7 +2,8 @@
 
 ``FileKnownHosts`` is the split-path trust-on-first-use store on disk (papers/SPEC.md
 section 7.3); ``load_psk`` reads a pre-shared key from a file or an environment variable
-(section 7.4). Parsing and validation stay in ``mptcpsec.crypto``.
+(section 7.4); ``write_certificate`` saves a generated certificate and its key. Parsing and
+validation stay in ``mptcpsec.crypto``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..crypto.certs import CertificateBundle
 from ..crypto.keyschedule import Secret
 from ..crypto.known_hosts import format_known_host, parse_known_hosts
 from ..crypto.psk import PskError, PskMissingError, parse_psk
@@ -64,4 +66,13 @@ def load_psk(path: str | os.PathLike[str] | None = None, env: str | None = PSK_E
     return parse_psk(environ[env], f"${env}")
 
 
-__all__ = ["PSK_ENV_VAR", "FileKnownHosts", "load_psk"]
+def write_certificate(bundle: CertificateBundle, certfile: str | os.PathLike[str],
+                      keyfile: str | os.PathLike[str]) -> None:
+    """Write the certificate (0644) and the private key (0600, created new or truncated)."""
+    Path(certfile).write_bytes(bundle.cert_pem)
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(bundle.key_pem)
+
+
+__all__ = ["PSK_ENV_VAR", "FileKnownHosts", "load_psk", "write_certificate"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mptcpsec.aio.stores import write_certificate
 from mptcpsec.crypto.certs import generate_self_signed
 
 from .conftest import Processes, run_cli
@@ -27,8 +28,8 @@ def no_traceback(res) -> None:
 def certs(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("certs")
     srv, cli = generate_self_signed("localhost"), generate_self_signed("client")
-    srv.write(d / "srv.pem", d / "srv.key")
-    cli.write(d / "cli.pem", d / "cli.key")
+    write_certificate(srv, d / "srv.pem", d / "srv.key")
+    write_certificate(cli, d / "cli.pem", d / "cli.key")
     (d / "junk").write_text("junk\n")
     return {"dir": str(d), "srv_fp": srv.fingerprint, "cli_fp": cli.fingerprint,
             **{n: str(d / n) for n in ("srv.pem", "srv.key", "cli.pem", "cli.key", "junk")}}

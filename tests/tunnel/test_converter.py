@@ -456,13 +456,14 @@ def test_ctrl_c_ends_connections_with_fin(rig: Rig) -> None:
 
 
 def test_tls_gateway_takes_client_certificates_from_its_ca(rig: Rig, www: Path) -> None:
+    from mptcpsec.aio.stores import write_certificate
     from mptcpsec.crypto.certs import generate_ca, issue_certificate
 
     ca = generate_ca()
-    ca.write(rig.tmp / "ca.pem", rig.tmp / "ca.key")
-    issue_certificate(ca, "gateway").write(rig.tmp / "gw.pem", rig.tmp / "gw.key")
+    write_certificate(ca, rig.tmp / "ca.pem", rig.tmp / "ca.key")
+    write_certificate(issue_certificate(ca, "gateway"), rig.tmp / "gw.pem", rig.tmp / "gw.key")
     client = issue_certificate(ca, "laptop", client=True)
-    client.write(rig.tmp / "c.pem", rig.tmp / "c.key")
+    write_certificate(client, rig.tmp / "c.pem", rig.tmp / "c.key")
     hport = rig.http(www)
     gw, gport = rig.gateway("-k", "tls", "--cert", "gw.pem", "--key", "gw.key",
                             "--client-cert", "--cafile", "ca.pem")
