@@ -15,6 +15,12 @@ TEST = [
 BENCH = [
     "pytest-benchmark>=4.0",
 ]
+# The namespace lab (mptcpsec.lab.net): netlink, and NFQUEUE for the router's packet stage
+# (NetfilterQueue builds against libnetfilter-queue-dev).
+NETLAB = [
+    "pyroute2>=0.7",
+    "NetfilterQueue>=1.1",
+]
 
 setup(
     name="mptcpsec",
@@ -36,7 +42,7 @@ setup(
         "pyOpenSSL>=24",
         "scapy>=2.5",
     ],
-    extras_require={"test": TEST, "bench": BENCH, "dev": TEST + BENCH},
+    extras_require={"test": TEST, "bench": BENCH, "netlab": NETLAB, "dev": TEST + BENCH},
     entry_points={"console_scripts": ["mptcpsec=mptcpsec.cli:main"]},
     zip_safe=False,
 )
