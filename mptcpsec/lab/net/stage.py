@@ -65,13 +65,20 @@ class Stage:
         if self.delay_s <= 0 and self.jitter_s <= 0:
             pkt.accept()
             self._inject(action)
+            self._inject(Action(inject=action.inject_reverse))
             return
         pkt.retain()
+        self._hold(direction, now, pkt, action)
+        if action.inject_reverse:
+            other = "s2c" if direction == "c2s" else "c2s"
+            self._hold(other, now, None, Action(inject=action.inject_reverse))
+        self.max_held = max(self.max_held, sum(len(q) for q in self.held.values()))
+
+    def _hold(self, direction: str, now: float, pkt: Any, action: Action) -> None:
         due = now + self.delay_s + (random.uniform(0, self.jitter_s) if self.jitter_s else 0)
         due = max(due, self.last_due[direction])  # jitter without reordering
         self.last_due[direction] = due
         self.held[direction].append((due, pkt, action))
-        self.max_held = max(self.max_held, sum(len(q) for q in self.held.values()))
 
     def _inject(self, action: Action) -> None:
         for forged in action.inject:
@@ -89,7 +96,8 @@ class Stage:
         for q in self.held.values():
             while q and q[0][0] <= now:
                 _, pkt, action = q.popleft()
-                pkt.accept()
+                if pkt is not None:
+                    pkt.accept()
                 self._inject(action)
             if q and (nxt is None or q[0][0] < nxt):
                 nxt = q[0][0]
@@ -118,7 +126,8 @@ class Stage:
             for q in self.held.values():  # let nothing hang in the queue
                 while q:
                     _, pkt, _ = q.popleft()
-                    pkt.accept()
+                    if pkt is not None:
+                        pkt.accept()
             nfq.unbind()
 
     def report(self, cpu0: float) -> dict[str, Any]:
