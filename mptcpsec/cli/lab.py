@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex = acts.add_parser("exec", help="run a command in a host: client, server, r1..")
     ex.add_argument("host")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
-    ex.add_argument("--run", help="the run id (default: the only one)")
+    ex.add_argument("--run", help="the run id (default: the only one); before HOST")
     ex.set_defaults(func=_exec)
     ln = acts.add_parser("link", help="take a path's link down or up")
     ln.add_argument("path", type=int)

@@ -235,6 +235,20 @@ class NetLab:
             self.procs.remove(proc)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
+    def capture(self, host: str, iface: str, out: str, snaplen: int = 256,
+                ) -> subprocess.Popen[Any]:
+        """Start a pcap capture of ``iface`` in ``host`` (stopped at exit or by ``_stop``)."""
+        ready = out + ".ready"
+        proc = self.popen(host, [sys.executable, "-m", "mptcpsec.lab.net.capture", "--iface",
+                                 iface, "--out", out, "--snaplen", str(snaplen), "--ready",
+                                 ready], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(ready):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"capture on {host}/{iface} did not start")
+            time.sleep(0.05)
+        return proc
+
     def set_link(self, i: int, up: bool) -> None:
         self.topo.set_link(i, up)
 

@@ -247,9 +247,9 @@ def set_loss(ns: str, loss_pct: float) -> None:
     """Random loss of ``loss_pct`` % of forwarded packets (nftables numgen), both ways."""
     per_mille = round(loss_pct * 10)
     script = (f"add table ip mpsl\n"
-              f"add chain ip mpsl fwd {{ type filter hook forward priority 0; }}\n"
-              f"flush chain ip mpsl fwd\n"
-              f"add rule ip mpsl fwd numgen random mod 1000 < {per_mille} drop\n")
+              f"add chain ip mpsl loss {{ type filter hook forward priority 0; }}\n"
+              f"flush chain ip mpsl loss\n"
+              f"add rule ip mpsl loss numgen random mod 1000 < {per_mille} drop\n")
     subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True,
                    check=True, capture_output=True, timeout=10)
 
