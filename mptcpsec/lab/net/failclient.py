@@ -25,11 +25,20 @@ from .topology import SERVER_ADDR, PathAddrs
 
 
 class Gaps:
-    def __init__(self) -> None:
+    """The longest pause between two echoed chunks; writes ``ready`` once a quarter of the
+    data came back (the moment the bench takes the link down)."""
+
+    def __init__(self, ready: str | None = None, quarter: int = 0) -> None:
         self.last: float | None = None
         self.max_gap = 0.0
+        self.ready, self.quarter, self.got = ready, quarter, 0
 
-    def tick(self) -> None:
+    def tick(self, n: int = 0) -> None:
+        self.got += n
+        if self.ready and self.got >= self.quarter:
+            with open(self.ready, "w") as f:
+                f.write("ok")
+            self.ready = None
         now = time.monotonic()
         if self.last is not None:
             self.max_gap = max(self.max_gap, now - self.last)
@@ -59,7 +68,7 @@ def kernel(args: argparse.Namespace, data: bytes, gaps: Gaps) -> dict[str, Any]:
             if not chunk:
                 break
             got += chunk
-            gaps.tick()
+            gaps.tick(len(chunk))
     except OSError as exc:
         err["r"] = f"{type(exc).__name__}: {exc}"
     s.close()
@@ -67,12 +76,13 @@ def kernel(args: argparse.Namespace, data: bytes, gaps: Gaps) -> dict[str, Any]:
 
 
 def mptcpsec(args: argparse.Namespace, data: bytes, gaps: Gaps) -> dict[str, Any]:
-    from ..aio.api import Path, connect
-    from ..protocol.config import ConnectionConfig
+    from ...aio.api import Path, connect
+    from ...protocol.config import ConnectionConfig
 
     async def main() -> dict[str, Any]:
         cfg = ConnectionConfig(mode="mptcpsec", key_exchange="split-path",  # type: ignore
-                               scheduler="round-robin", join_announced=False)
+                               scheduler="round-robin", join_announced=False,
+                               subflow_timeout=args.subflow_timeout)
         paths = [Path((SERVER_ADDR, args.port), local=PathAddrs(i).client)
                  for i in range(1, args.paths + 1)]
         stream = await asyncio.wait_for(connect(paths, cfg), args.timeout)
@@ -92,7 +102,7 @@ def mptcpsec(args: argparse.Namespace, data: bytes, gaps: Gaps) -> dict[str, Any
                 if not chunk:
                     break
                 got += chunk
-                gaps.tick()
+                gaps.tick(len(chunk))
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
         w.cancel()
@@ -119,9 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=16_384)
     ap.add_argument("--interval-ms", type=float, default=10.0)
     ap.add_argument("--timeout", type=float, default=20.0)
+    ap.add_argument("--subflow-timeout", type=float, default=30.0,
+                    help="mptcpsec: seconds without progress before a subflow is declared "
+                    "failed (ConnectionConfig.subflow_timeout; its default is 30)")
+    ap.add_argument("--ready", help="written once a quarter of the echo came back")
     args = ap.parse_args(argv)
     data = os.urandom(args.bytes)
-    gaps = Gaps()
+    gaps = Gaps(args.ready, args.bytes // 4)
     t0 = time.monotonic()
     res = (kernel if args.mode == "kernel-mptcp" else mptcpsec)(args, data, gaps)
     res["duration_s"] = round(time.monotonic() - t0, 3)

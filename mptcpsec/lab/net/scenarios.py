@@ -415,6 +415,10 @@ def format_transfer(rows: list[TransferRow], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: mptcpsec: ConnectionConfig.subflow_timeout 1 s; mptcpsec-default: its default, 30 s
+FAILOVER_PEERS = ("kernel-mptcp", "mptcpsec", "mptcpsec-default")
+
+
 @dataclass
 class FailoverRow:
     peer: str
@@ -425,10 +429,11 @@ class FailoverRow:
     error: str | None = None
 
 
-def run_failover(paths: list[PathSpec], nbytes: int = 4_000_000, down_after_s: float = 1.0,
-                 peers: tuple[str, ...] = ("kernel-mptcp", "mptcpsec"),
-                 progress: Progress = None, timeout: float = 30.0) -> list[FailoverRow]:
-    """Echo while path 1's link goes down mid-transfer; the longest gap in delivery."""
+def run_failover(paths: list[PathSpec], nbytes: int = 4_000_000, down_after_s: float = 0.0,
+                 peers: tuple[str, ...] = FAILOVER_PEERS,
+                 progress: Progress = None, timeout: float = 45.0) -> list[FailoverRow]:
+    """A paced echo; path 1's link goes down once a quarter of it came back (plus
+    ``down_after_s``); the longest gap in delivery and the bytes that never came back."""
     rows = []
     ports = _Ports()
     with NetLab(paths) as lab:
@@ -439,18 +444,24 @@ def run_failover(paths: list[PathSpec], nbytes: int = 4_000_000, down_after_s: f
                 progress(f"failover {peer}")
             lab.set_link(1, True)
             port = ports.next()
-            if peer == "mptcpsec":
+            if peer.startswith("mptcpsec"):
                 srv = lab.popen("server", _mptcpsec_server(port, False, "split-path"),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             else:
                 srv = lab.popen("server", _peer_server(peer, port, False, cert),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _wait_listening(lab, port)
-            argv = _py("-m", "mptcpsec.lab.net.failclient", "--mode", peer, "--port",
+            ready = os.path.join(lab.workdir, f"failover-{port}.ready")
+            argv = _py("-m", "mptcpsec.lab.net.failclient", "--mode",
+                       "mptcpsec" if peer.startswith("mptcpsec") else peer, "--port",
                        str(port), "--paths", str(len(paths)), "--bytes", str(nbytes),
-                       "--timeout", f"{timeout:g}")
+                       "--timeout", f"{timeout:g}", "--ready", ready,
+                       "--subflow-timeout", "30" if peer == "mptcpsec-default" else "1")
             proc = lab.popen("client", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
+            end = time.monotonic() + timeout
+            while not os.path.exists(ready) and proc.poll() is None and time.monotonic() < end:
+                time.sleep(0.02)
             time.sleep(down_after_s)
             lab.set_link(1, False)
             try:
@@ -472,7 +483,8 @@ def run_failover(paths: list[PathSpec], nbytes: int = 4_000_000, down_after_s: f
 
 
 def format_failover(rows: list[FailoverRow]) -> str:
-    lines = ["echo while path 1's link goes down (network namespaces)",
+    lines = ["paced echo while path 1's link goes down (network namespaces); mptcpsec: "
+             "subflow_timeout 1 s, mptcpsec-default: 30 s",
              f"{'peer':<14}{'intact':>7}{'stall s':>9}{'bytes lost':>12}{'total s':>9}"]
     for r in rows:
         stall = f"{r.stall_s:.2f}" if r.stall_s is not None else "-"
