@@ -107,7 +107,8 @@ def _load(run_id: str | None) -> dict[str, Any]:
 
 def _up(args: argparse.Namespace) -> int:
     env, topology = _lab_modules()
-    from ..lab.net.attacker import ATTACKS, AttackConfig
+    from ..lab.net.attacker import AttackConfig
+    from ..lab.net.names import ATTACKS
 
     try:
         specs = [topology.PathSpec.parse(p) for p in (args.path or ["50:10", "50:10"])]

@@ -24,10 +24,9 @@ from typing import Any
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
 
-GENERIC = ("bitflip", "inject", "replay", "drop", "rst")
-MPTCP_AWARE = ("add-addr", "remove-addr", "mp-prio", "mp-fastclose", "mp-tcprst",
-               "data-fin", "strip-mpc")
-ATTACKS = GENERIC + MPTCP_AWARE
+from .names import ATTACKS, GENERIC, MPTCP_AWARE
+
+__all__ = ["ATTACKS", "GENERIC", "MPTCP_AWARE", "Action", "AttackConfig", "Attacker"]
 #: the address a forged ADD_ADDR announces (a documentation address nobody holds)
 ATTACKER_ADDR = "203.0.113.66"
 MPTCP_KIND = 30

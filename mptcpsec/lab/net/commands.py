@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from .attacker import ATTACKS
+from .names import ATTACKS
 
 #: loopback attack names that have a packet-level counterpart
 LOOPBACK_TO_NETNS = {"bitflip-data": "bitflip", "replay": "replay", "drop": "drop",
@@ -88,8 +88,9 @@ def run_demo(args: argparse.Namespace) -> int:
     attacks = ATTACKS if name == "all" else (name,)
     modes = MODES if (args.compare or name == "all") else ("mptcpsec" if args.mode ==
                                                            "mptcpsec" else "kernel-mptcp",)
-    if name != "none":
-        AttackConfig(name, args.after or 0, args.direction)  # validates
+    for one in attacks:
+        if one != "none":
+            AttackConfig(one, args.after or 0, args.direction)  # validates
     nbytes = min(args.bytes, 50_000_000)
     after = args.after if args.after else 300_000
     if after >= nbytes // 2:
