@@ -26,6 +26,9 @@ NET_HELP = ("loopback (default, unprivileged): aliases of 127.0.0.1 and TCP rela
             "MPTCP and TLS over it beside mptcpsec")
 
 
+NETNS_TRANSFER_BYTES = 40_000_000
+
+
 class NetCliError(Exception):
     """A command-line mistake for --net netns (the caller turns it into its CliError)."""
 
@@ -116,7 +119,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def add_bench_args(p: argparse.ArgumentParser, failover: bool = False) -> None:
     p.add_argument("--net", choices=("loopback", "netns"), default="loopback", help=NET_HELP
-                   + ". With netns only --path, --bytes, --repeats, --out, --json apply")
+                   + ". With netns only --path, --bytes (default 40M there), --repeats, "
+                   "--out, --json apply; rows: mptcpsec (one subflow per path), kernel-mptcp "
+                   "(one subflow per path), tcp and tls (path 1)")
     p.add_argument("--path", action="append", metavar="RATE_MBIT:RTT_MS[:LOSS%]",
                    help="--net netns: one path (repeat; default: 50:10 and 20:40)")
 
@@ -149,7 +154,10 @@ def run_transfer(args: argparse.Namespace) -> int:
     paths = _paths(args)
     if len(paths) < 2:
         raise NetCliError("--net netns transfer needs two --path at least (split-path)")
-    nbytes = args.bytes
+    from ...perf.transfer import TransferConfig
+
+    # the loopback default (256 MB) would take minutes per row at tens of Mbit/s
+    nbytes = NETNS_TRANSFER_BYTES if args.bytes == TransferConfig.nbytes else args.bytes
     t0 = time.monotonic()
     rows, meta = run(paths, nbytes=nbytes, repeats=args.repeats,
                      progress=_progress(args.quiet))

@@ -246,7 +246,9 @@ def changed(run: AttackRun) -> str:
         return "nothing"
     acts: dict[str, list[int]] = {}
     for c in run.attacker:
-        acts.setdefault(c["action"], []).append(c["packet"])
+        pkts = acts.setdefault(c["action"], [])
+        if c["packet"] not in pkts:
+            pkts.append(c["packet"])
     cells = []
     for act, pkts in acts.items():
         shown = ",".join(f"#{p}" for p in pkts[:3]) + ("…" if len(pkts) > 3 else "")
@@ -348,7 +350,7 @@ def run_transfer(paths: list[PathSpec], nbytes: int = 30_000_000,
         for i in lab.topo.indices():
             if i in lab.stages:
                 stages[f"r{i}"] = {k: v for k, v in lab.stop_stage(i).items()
-                                   if k in ("packets", "active_s", "cpu_s", "pps",
+                                   if k in ("packets", "active_s", "cpu_s", "pps", "peak_pps",
                                             "pps_per_cpu_s", "max_held", "delay_ms")}
     for peer in peers:
         ok = [r for r in results[peer] if r.get("ok")]
@@ -409,9 +411,9 @@ def format_transfer(rows: list[TransferRow], meta: dict[str, Any]) -> str:
         lines.append(f"sum of path rates: {meta['sum_MBps']:.2f} MB/s "
                      "(aggregation = throughput / that sum)")
     for name, st in meta.get("stages", {}).items():
-        lines.append(f"delay stage {name}: {st.get('packets')} packets, "
-                     f"{st.get('pps')} pkt/s while active, "
-                     f"{st.get('pps_per_cpu_s')} pkt per CPU-second")
+        lines.append(f"delay stage {name}: {st.get('packets')} packets, peak "
+                     f"{st.get('peak_pps')} pkt/s (one-second buckets), "
+                     f"{st.get('pps_per_cpu_s')} pkt per CPU-second: the stage's ceiling")
     return "\n".join(lines)
 
 

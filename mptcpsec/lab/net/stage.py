@@ -47,12 +47,20 @@ class Stage:
         self.evidence: list[bytes] = []
         self.pcap = pcap
         self.injected = 0
+        self.second = 0
+        self.in_second = 0
+        self.peak_pps = 0
 
     def on_packet(self, pkt: Any) -> None:
         now = time.monotonic()
         if self.first is None:
             self.first = now
         self.last = now
+        sec = int(now)
+        if sec != self.second:
+            self.second, self.in_second = sec, 0
+        self.in_second += 1
+        self.peak_pps = max(self.peak_pps, self.in_second)
         raw = pkt.get_payload()
         action = self.attacker.handle(raw, now)
         if action.drop:
@@ -136,6 +144,7 @@ class Stage:
         n = self.attacker.packets
         return {**self.attacker.report(), "injected": self.injected,
                 "max_held": self.max_held, "active_s": round(span, 3),
+                "peak_pps": self.peak_pps,
                 "cpu_s": round(cpu, 3),
                 "pps": round(n / span, 1) if span > 0 else None,
                 "pps_per_cpu_s": round(n / cpu, 1) if cpu > 0 else None,
