@@ -192,3 +192,34 @@ def test_failover_kernel_mptcp_survives_link_down(no_leftovers):
 def test_failover_mptcpsec_survives_link_down(no_leftovers):
     row = _failover("mptcpsec")
     assert row.intact and row.bytes_lost == 0
+
+
+_HOLD_LAB = """
+import sys, time
+from mptcpsec.lab.net.env import NetLab
+from mptcpsec.lab.net.topology import PathSpec
+with NetLab([PathSpec(10, 10), PathSpec(10, 10)]) as lab:
+    print(lab.topo.run_id, flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_signals_and_crashes_leave_nothing_or_down_all_cleans(no_leftovers, sig):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LAB], stdout=subprocess.PIPE,
+                            text=True)
+    run_id = proc.stdout.readline().strip()
+    assert run_id and [n for n in our_namespaces() if run_id in n]
+    proc.send_signal(getattr(signal, sig))
+    proc.wait(30)
+    left = [n for n in our_namespaces() if run_id in n]
+    if sig == "SIGKILL":  # nothing can run on SIGKILL: `lab down --all` is the remedy
+        assert len(left) == 4
+        down = subprocess.run([sys.executable, "-m", "mptcpsec", "lab", "down", "--all"],
+                              capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0, down.stderr
+        time.sleep(0.2)
+    assert not [n for n in our_namespaces() if run_id in n]
