@@ -374,7 +374,8 @@ def _one_transfer(lab: NetLab, peer: str, nbytes: int, ports: _Ports,
         srv = lab.popen("server", _mptcpsec_server(port, True, "split-path"),
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_listening(lab, port)
-        argv = _mptcpsec_client(port, len(lab.paths), nbytes, False, timeout, "split-path")
+        argv = _py("-m", "mptcpsec.lab.net.bulkclient", "--port", str(port), "--paths",
+                   str(len(lab.paths)), "--bytes", str(nbytes), "--timeout", f"{timeout:g}")
     else:
         proto = {"tls": "tls", "tcp": "tcp", "kernel-mptcp": "kernel-mptcp",
                  "tls-over-kernel-mptcp": "tls-over-kernel-mptcp"}[peer]
