@@ -89,8 +89,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise NetCliError(f"--attack {args.attack} has no packet-level form; with --net "
                           f"netns choose from {', '.join(ATTACKS)} or all")
     attacks = ATTACKS if name == "all" else (name,)
-    modes = MODES if (args.compare or name == "all") else ("mptcpsec" if args.mode ==
-                                                           "mptcpsec" else "kernel-mptcp",)
+    modes = MODES if (args.compare or name == "all") else ("mptcpsec",)
     for one in attacks:
         if one != "none":
             AttackConfig(one, args.after or 0, args.direction)  # validates
@@ -98,7 +97,11 @@ def run_demo(args: argparse.Namespace) -> int:
     after = args.after if args.after else 300_000
     if after >= nbytes // 2:
         after = nbytes // 4
+    from .topology import PathSpec
+
+    path = PathSpec(args.rate_mbps or None, 2 * args.delay_ms)  # --delay-ms is one way
     plan = AttackPlan(attacks=attacks, modes=modes, nbytes=nbytes, after_bytes=after,
+                      paths=(path, path),
                       attack_path=args.attack_path or 1,
                       direction=args.direction, key_exchange=args.key_exchange)
     if plan.attack_path not in (1, 2):

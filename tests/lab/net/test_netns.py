@@ -223,3 +223,17 @@ def test_signals_and_crashes_leave_nothing_or_down_all_cleans(no_leftovers, sig)
         assert down.returncode == 0, down.stderr
         time.sleep(0.2)
     assert not [n for n in our_namespaces() if run_id in n]
+
+
+def test_demo_net_netns_compare_json(no_leftovers):
+    res = subprocess.run([sys.executable, "-m", "mptcpsec", "demo", "--net", "netns",
+                          "--compare", "--attack", "bitflip", "--bytes", "1000000", "--after",
+                          "200000", "--json", "-q"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    runs = {r["mode"]: r for r in json.loads(res.stdout)["runs"]}
+    assert set(runs) == {"kernel-mptcp", "tls-over-kernel-mptcp", "mptcpsec"}
+    assert runs["kernel-mptcp"]["outcome"] == "corrupted"
+    assert runs["mptcpsec"]["intact"] and runs["mptcpsec"]["detected"]
+    for r in runs.values():
+        assert {"intact", "outcome", "detected", "attacker"} <= r.keys()
+        assert r["attacker"][0]["action"] == "bitflip"
