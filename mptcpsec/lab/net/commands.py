@@ -125,8 +125,9 @@ def add_bench_args(p: argparse.ArgumentParser, failover: bool = False) -> None:
                    + ". With netns only --path, --bytes (default 40M there), --repeats, "
                    "--out, --json apply; rows: mptcpsec (one subflow per path), kernel-mptcp "
                    "(one subflow per path), tcp and tls (path 1)")
+    default = "two 50:10 paths; path 1's link goes down" if failover else "50:10 and 20:40"
     p.add_argument("--path", action="append", metavar="RATE_MBIT:RTT_MS[:LOSS%]",
-                   help="--net netns: one path (repeat; default: 50:10 and 20:40)")
+                   help=f"--net netns: one path (repeat; default: {default})")
 
 
 def _paths(args: argparse.Namespace) -> list[Any]:
