@@ -17,8 +17,13 @@ check-prereqs:
 	@printf '#include <openssl/evp.h>\nint main(void){return 0;}\n' | cc -x c - -o /dev/null -lcrypto 2>/dev/null || { \
 		echo "error: OpenSSL 3 development files are missing; install them (Debian: apt-get install libssl-dev)" >&2; exit 1; }
 
+# The namespace lab's extra (pyroute2, NetfilterQueue) when it can be used and built: as
+# root with libnetfilter-queue's headers (.ci/run installs them); its tests skip without it,
+# and an unprivileged `make test` needs neither.
+NETLAB_EXTRA := $(shell [ "$$(id -u)" = 0 ] && [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] && echo ,netlab)
+
 $(STAMP): $(PY) setup.py pyproject.toml csrc/build_core.py csrc/mptcpsec_core.c csrc/mptcpsec_core.h | check-prereqs
-	$(PIP) install --quiet -e '.[test,bench]'
+	$(PIP) install --quiet -e '.[test,bench$(NETLAB_EXTRA)]'
 	@touch $@
 
 install: $(STAMP)

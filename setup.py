@@ -21,6 +21,12 @@ TEST += UVLOOP
 BENCH = [
     "pytest-benchmark>=4.0",
 ]
+# The namespace lab (mptcpsec.lab.net): netlink, and NFQUEUE for the router's packet stage
+# (NetfilterQueue builds against libnetfilter-queue-dev).
+NETLAB = [
+    "pyroute2>=0.7",
+    "NetfilterQueue>=1.1",
+]
 
 setup(
     name="mptcpsec",
@@ -43,7 +49,8 @@ setup(
         "scapy>=2.5",
         'tomli>=1.1; python_version < "3.11"',  # --config FILE (tomllib from 3.11)
     ],
-    extras_require={"test": TEST, "bench": BENCH, "uvloop": UVLOOP, "dev": TEST + BENCH},
+    extras_require={"test": TEST, "bench": BENCH, "uvloop": UVLOOP, "netlab": NETLAB,
+                    "dev": TEST + BENCH},
     entry_points={"console_scripts": ["mptcpsec=mptcpsec.cli:main"]},
     zip_safe=False,
 )

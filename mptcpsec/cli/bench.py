@@ -135,6 +135,9 @@ def _register_system_benches(kinds: argparse._SubParsersAction) -> None:
                    default=transfer.TransferConfig.warmup_bytes,
                    help="untimed bytes per row before the runs")
     _common(t, "transfer")
+    from ..lab.net.commands import add_bench_args
+
+    add_bench_args(t)
     t.set_defaults(func=_run_transfer)
 
     f = kinds.add_parser(
@@ -158,6 +161,7 @@ def _register_system_benches(kinds: argparse._SubParsersAction) -> None:
     f.add_argument("--key-exchange", choices=("split-path", "tls", "psk"),
                    default=failover.FailoverConfig.key_exchange)
     _common(f, "failover")
+    add_bench_args(f, failover=True)
     f.set_defaults(func=_run_failover)
 
     h = kinds.add_parser(
@@ -246,9 +250,21 @@ def _finish(args: argparse.Namespace, name: str, rep: Any, table: str,
     return 0
 
 
+def _netns(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from ..lab.net.commands import NetCliError
+
+    try:
+        return run(args)
+    except NetCliError as exc:
+        raise SystemExit(f"mptcpsec bench: {exc}") from None
+
+
 def _run_transfer(args: argparse.Namespace) -> int:
+    from ..lab.net import commands as net
     from ..perf import transfer
 
+    if args.net == "netns":
+        return _netns(net.run_transfer, args)
     if any(s < 1 or s > 8 for s in args.subflows):
         raise SystemExit("mptcpsec bench transfer: subflows must be 1..8")
     if any(s < 1 or s > 65519 for s in args.record_sizes):
@@ -264,8 +280,11 @@ def _run_transfer(args: argparse.Namespace) -> int:
 
 
 def _run_failover(args: argparse.Namespace) -> int:
+    from ..lab.net import commands as net
     from ..perf import failover
 
+    if args.net == "netns":
+        return _netns(net.run_failover, args)
     cfg = failover.FailoverConfig(rtt_ms=args.rtt_ms, nbytes=args.bytes,
                                   tamper_after=args.tamper_after, chunk=args.chunk,
                                   interval_ms=args.interval_ms, repeats=args.repeats,

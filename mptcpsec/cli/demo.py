@@ -36,6 +36,8 @@ examples:
   mptcpsec demo --paths 3 --attack-path 3 --bytes 50MB --rate-mbps 0
   mptcpsec demo --compare --json > runs.json      # machine-readable, no live view
   mptcpsec demo --plot demo.png --pcap demo.pcap  # throughput plot; capture for Wireshark
+  mptcpsec demo --net netns --compare --attack all   # root: kernel MPTCP, TLS over it,
+                                                     # mptcpsec under packet-level attacks
 """
 
 
@@ -79,6 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--no-live", action="store_true",
                    help="plain progress lines even on a terminal")
     o.add_argument("--quiet", "-q", action="store_true", help="only the verdict (or JSON)")
+    from ..lab.net.commands import add_demo_args
+
+    add_demo_args(p)
     p.set_defaults(func=_run)
 
 
@@ -113,6 +118,19 @@ def _scenarios(args: argparse.Namespace) -> list[Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..lab.net import commands as net
+
+    if args.net == "netns":
+        try:
+            return net.run_demo(args)
+        except net.NetCliError as exc:
+            raise CliError(str(exc)) from None
+    if (msg := net.loopback_args(args)) is not None:
+        raise CliError(msg)
+    return _run_loopback(args)
+
+
+def _run_loopback(args: argparse.Namespace) -> int:
     from ..demo.live import LiveView, PlainLines
     from ..lab.scenarios import Observer, run_scenario
 
