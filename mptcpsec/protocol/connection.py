@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +39,8 @@ from ..crypto.rfc8684 import (
     verify,
 )
 from ..errors import KeyExchangeError, MptcpsecError, WireError
-from ..wire.header import HEADER_LEN, TAG_LEN, RecordHeader, RecordType, type_mask
+from ..wire import fastpath
+from ..wire.header import HEADER_LEN, RecordHeader, RecordType, type_mask
 from ..wire.options import (
     AddAddr,
     Dss,
@@ -162,67 +162,6 @@ class CloseSubflow:
 
 
 Command = OpenSubflow | CloseSubflow
-
-
-def _fast_dss(opts: bytes) -> tuple[int | None, int, int, bool, int] | None:
-    """Parse the canonical DATA-record DSS at the start of `opts` without the full codec.
-
-    Returns (data_ack, dsn, data_len, data_fin, dss_length) or None when the layout is not
-    the canonical one (64-bit DSN, optional 64-bit DATA_ACK, SSN 0, no checksum); the
-    caller then applies the general rules.
-    """
-    if len(opts) < 18 or opts[0] != 30 or opts[2] != 0x20:
-        return None
-    flags = opts[3]
-    length = opts[1]
-    if flags & 0xE0:
-        return None
-    has_ack = flags & 0x01
-    if (flags & 0x0C) != 0x0C or (has_ack and not flags & 0x02) or (not has_ack and flags & 0x02):
-        return None
-    want = 26 if has_ack else 18
-    if length != want or len(opts) < want:
-        return None
-    if has_ack:
-        data_ack, dsn, ssn, dlen = struct.unpack_from("!QQIH", opts, 4)
-    else:
-        data_ack = None
-        dsn, ssn, dlen = struct.unpack_from("!QIH", opts, 4)
-    if ssn != 0:
-        return None
-    return data_ack, dsn, dlen, bool(flags & 0x10), want
-
-
-#: The options of every DATA record we send: DSS (64-bit DATA_ACK and DSN, SSN 0, no
-#: checksum) then WINDOW. Parsed with one unpack; any other layout takes the general path.
-_DATA_OPTS = struct.Struct("!BBBBQQIHBBBBQ")
-_DATA_OPTS_FIXED = (30, 26, 0x20, 0, 30, 12, 0xF1, 0)  # kinds, lengths, subtypes, SSN, reserved
-
-
-def _ack_spec(data_ack: int, edge: int) -> tuple[int, int, bytes, bytes]:
-    """control_spec([Dss(data_ack=data_ack), MpsWindow(edge)]), packed directly."""
-    return (RecordType.CONTROL, 0, _ACK_OPTS.pack(30, 12, 0x20, 0x03, data_ack,
-                                                  30, 12, 0xF1, 0, edge), b"")
-
-
-#: A DATA record's body length (header bytes 4-5) and then its `_DATA_OPTS` options.
-_RUN_RECORD = struct.Struct("!4xH" + _DATA_OPTS.format.lstrip("!"))
-
-
-def _fast_data_opts(opts: bytes) -> tuple[int, int, int, bool, int] | None:
-    """(data_ack, dsn, data_len, data_fin, window_edge) of the canonical layout, or None."""
-    if len(opts) != _DATA_OPTS.size:
-        return None
-    k, ln, st, flags, ack, dsn, ssn, dlen, k2, ln2, st2, res2, edge = _DATA_OPTS.unpack(opts)
-    if (k, ln, st, ssn, k2, ln2, st2, res2) != _DATA_OPTS_FIXED or flags not in (0x0F, 0x1F):
-        return None
-    return ack, dsn, dlen, flags == 0x1F, edge
-
-
-#: The options of every acknowledgement we send in a CONTROL record: a 64-bit DATA_ACK
-#: (DSS without mapping) then WINDOW.
-_ACK_OPTS = struct.Struct("!BBBBQBBBBQ")
-_ACK_OPTS_FIXED = (30, 12, 0x20, 0x03, 30, 12, 0xF1, 0)
 
 
 class Connection:
@@ -925,7 +864,7 @@ class Connection:
         """Take the run of plain DATA records from index i on in one go; returns the index
         of the first record left for `_handle_record`.
 
-        Plain: our option layout (`_DATA_OPTS`), no flags, no DATA_FIN, contiguous DSNs,
+        Plain: our option layout (`fastpath.DATA_OPTS`), no flags, no DATA_FIN, contiguous DSNs,
         inside the receive window. The outcome is what `_handle_record` gives record by
         record (data in order, then the DATA_ACKs in order, then the largest window edge);
         anything else, including a record that breaks a rule, ends the run.
@@ -935,50 +874,24 @@ class Connection:
                               or sub.state is SubflowState.CLOSING
                               or (sub.state is SubflowState.JOINING and sub.early_recv)):
             return i
-        unpack, size, fixed = _RUN_RECORD.unpack_from, _DATA_OPTS.size, _DATA_OPTS_FIXED
-        data_type = RecordType.DATA
-        pieces: list[bytearray] = []
-        acks: list[int] = []
-        first = expect = edge = -1
-        start, n = i, len(records)
-        # The opened records lie back to back from the first one's offset: walk their
-        # headers here rather than building a record object for each.
-        pos = records[i].offset
-        while i < n:
-            if buf[pos + 1] != data_type or buf[pos + 2] or buf[pos + 3] != size:
-                break
-            blen, k, ln, st, fl, ack, dsn, ssn, dlen, k2, ln2, st2, res2, wnd = unpack(buf, pos)
-            plen = blen - TAG_LEN
-            if ((k, ln, st, ssn, k2, ln2, st2, res2) != fixed or fl != 0x0F or dlen != plen
-                    or plen <= 0 or (pieces and dsn != expect)):
-                break
-            if not pieces:
-                first = dsn
-            body = pos + HEADER_LEN + size
-            pieces.append(buf[body:body + plen])
-            expect = dsn + plen
-            if not acks or acks[-1] != ack:
-                acks.append(ack)
-            edge = max(edge, wnd)
-            pos = body + blen
-            i += 1
-        if not pieces:
-            return start
-        total = expect - first
+        run = fastpath.data_run(buf, records, i)
+        if run is None:
+            return i
+        total = run.total
         try:
-            rb.receive_run(first, pieces, total)
+            rb.receive_run(run.first_dsn, run.pieces, total)
         except ValueError:
-            return start  # past the window: record by record, to poison at the right one
-        sub.records_received += len(pieces)
+            return i  # past the window: record by record, to poison at the right one
+        sub.records_received += len(run.pieces)
         sub.bytes_received += total
         if sub.early_recv:
             self.early_data_received += total
         self._queue_ack(force=False, via=sub)
-        for ack in acks:
+        for ack in run.acks:
             self._on_data_ack(ack)
-        if edge > self._peer_window_edge:
-            self._peer_window_edge = edge
-        return i
+        if run.window_edge > self._peer_window_edge:
+            self._peer_window_edge = run.window_edge
+        return run.end
 
     def _max_body(self) -> int:
         return max(DEFAULT_MAX_BODY, self.config.max_record + 16)
@@ -1082,15 +995,11 @@ class Connection:
                              f"DATA on a subflow in state {sub.state.value}")
                 return
             edge: int | None = None
-            fastw = _fast_data_opts(opts)
-            fast = _fast_dss(opts) if fastw is None else None
-            if fastw is not None and fastw[2] == len(pt) + fastw[3] and (len(pt) or fastw[3]):
-                data_ack, dsn, _, fin, edge = fastw
+            fast = fastpath.parse_data(opts)
+            if fast is not None and fast.data_len == len(pt) + fast.data_fin and (
+                    len(pt) or fast.data_fin):
+                data_ack, dsn, fin, edge = fast.data_ack, fast.dsn, fast.data_fin, fast.window_edge
                 extra: list[MptcpOption] = []
-            elif fast is not None and fast[4] == len(opts) and fast[2] == len(pt) + fast[3] and (
-                    len(pt) or fast[3]):
-                data_ack, dsn, _, fin, _ = fast
-                extra = []
             else:
                 try:
                     decoded = check_record(rtype, flags, opts, len(pt))
@@ -1111,13 +1020,12 @@ class Connection:
             for o in extra:
                 self._on_signal(sub, o)
             return
-        if (rtype == RecordType.CONTROL and not flags and not pt
-                and len(opts) == _ACK_OPTS.size):
-            k, ln, st, fl, ack, k2, ln2, st2, res2, edge = _ACK_OPTS.unpack(opts)
-            if (k, ln, st, fl, k2, ln2, st2, res2) == _ACK_OPTS_FIXED:
-                self._on_data_ack(ack)  # what the general path below does, in its order
-                if edge > self._peer_window_edge:
-                    self._peer_window_edge = edge
+        if rtype == RecordType.CONTROL and not flags and not pt:
+            ack_edge = fastpath.parse_ack(opts)
+            if ack_edge is not None:
+                self._on_data_ack(ack_edge[0])  # what the general path below does, in its order
+                if ack_edge[1] > self._peer_window_edge:
+                    self._peer_window_edge = ack_edge[1]
                 return
         try:
             decoded = check_record(rtype, flags, opts, len(pt))
@@ -1302,7 +1210,7 @@ class Connection:
             if best is None:
                 return
             edge = self.recvbuf.window_edge
-            best.control.append(_ack_spec(self._ack_value(), edge & _U64))
+            best.control.append(fastpath.ack_spec(self._ack_value(), edge))
             self._ack_sent = self.recvbuf.next_dsn
             self._window_sent = edge
             self._ack_deadline = None
@@ -1343,12 +1251,11 @@ class Connection:
         edge = self.recvbuf.window_edge
         # encode_options([Dss(data_ack, dsn=0, ssn=0, data_len=0), MpsWindow(edge)]),
         # packed directly: this runs for every chunk sent.
-        template = _DATA_OPTS.pack(30, 26, 0x20, 0x0F, self._ack_value(), 0, 0, 0,
-                                   30, 12, 0xF1, 0, edge & _U64)
+        template = fastpath.data_template(self._ack_value(), edge)
         self._window_sent = edge
         self._ack_sent = self.recvbuf.next_dsn
         self._ack_deadline = None
-        return template, 12, 24
+        return template, fastpath.DATA_DSN_OFFSET, fastpath.DATA_LEN_OFFSET
 
     def _schedule_data(self) -> None:
         sb = self.sendbuf
