@@ -8,16 +8,14 @@ from ..crypto.aead import Algorithm
 from ..crypto.psk import PskConfig
 from ..crypto.splitpath import SplitPathConfig
 from ..crypto.tls_keys import TlsConfig
-from ..errors import MptcpsecError
+from ..errors import ConfigError
 from ..wire.header import DEFAULT_MAX_PLAINTEXT, MAX_PLAINTEXT
 
 MODES = ("mptcpsec", "plain", "tls-over-plain")
 KEY_EXCHANGES = ("tls", "split-path", "psk")
 REJOIN_POLICIES = ("never", "allow")
 
-
-class ConfigError(MptcpsecError, ValueError):
-    """A configuration that cannot work (the message says which field and why)."""
+__all__ = ["KEY_EXCHANGES", "MODES", "REJOIN_POLICIES", "ConfigError", "ConnectionConfig"]
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, TextIO
@@ -75,11 +76,46 @@ class KeyUpdated(Event):
     generation: int
 
 
+class RefusalReason(str, enum.Enum):
+    """Why a server refused a socket's first record or a join (SPEC sections 10.1, 10.2)."""
+
+    # routing (SPEC section 10.1)
+    UNKNOWN_SOCKET = "unknown-socket"
+    MALFORMED_FIRST_RECORD = "malformed-first-record"
+    NO_HANDSHAKE_ID = "no-handshake-id"
+    CONNECTION_LIMIT = "connection-limit"
+    PAST_HANDSHAKE = "past-handshake"
+    HANDSHAKE_PATH = "handshake-path"
+    NOT_A_JOIN_SYN = "not-a-join-syn"
+    PARKED_OVERFLOW = "parked-overflow"
+    # joins (SPEC section 10.2)
+    UNKNOWN_TOKEN = "unknown-token"
+    SUBFLOW_ID_IN_USE = "subflow-id-in-use"
+    TOO_MANY_FAILED_JOINS = "too-many-failed-joins"
+    SUBFLOW_LIMIT = "subflow-limit"
+    PAIR_POISONED = "pair-poisoned"
+    NOT_ESTABLISHED = "not-established"
+    MALFORMED_NONCE = "malformed-nonce"
+    REPLAYED_NONCE = "replayed-nonce"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refusal: its reason for programs, its detail for people."""
+
+    code: RefusalReason
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
 @dataclass(frozen=True)
 class JoinRefused(Event):
     kind: ClassVar[str] = "join_refused"
     reason: str
     remote: str = ""
+    code: RefusalReason | None = None
 
 
 @dataclass(frozen=True)

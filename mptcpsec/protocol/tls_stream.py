@@ -17,11 +17,9 @@ from OpenSSL import SSL
 from ..crypto.certs import generate_self_signed, parse_fingerprint
 from ..crypto.keyschedule import Role
 from ..crypto.tls_keys import TlsConfig
-from ..errors import MptcpsecError
+from ..errors import TlsStreamError
 
-
-class TlsStreamError(MptcpsecError):
-    """The TLS session over the multipath stream failed (bad record MAC, alert, ...)."""
+__all__ = ["TlsAppStream", "TlsOverStream", "TlsStreamError"]
 
 
 class TlsOverStream:
@@ -143,3 +141,53 @@ class TlsOverStream:
         with contextlib.suppress(SSL.Error):
             self._conn.shutdown()
         return self._drain_bio()
+
+
+class TlsAppStream:
+    """The application's view of a `tls-over-plain` connection (SPEC section 7.6).
+
+    It sits between the application and the connection's plain byte stream: writes are
+    encrypted into the send buffer, the stream's bytes are decrypted into a bounded
+    buffer that the application reads. Any TLS failure raises TlsStreamError, which the
+    engine turns into a failed connection (the comparison this mode exists for).
+    """
+
+    def __init__(self, role: Role, config: TlsConfig | None, limit: int) -> None:
+        self.tls = TlsOverStream(role, config)
+        self.limit = limit  # decrypted bytes held for the application at most
+        self.buf = bytearray()
+
+    def start(self) -> bytes:
+        """The client's first TLS flight for the stream (empty for the server)."""
+        return self.tls.start()
+
+    def send(self, data: bytes) -> bytes:
+        """Application bytes in, TLS bytes for the stream out."""
+        return self.tls.send(data)
+
+    def close(self) -> bytes:
+        """close_notify, to be written before the stream's DATA_FIN."""
+        return self.tls.close()
+
+    @property
+    def readable(self) -> int:
+        """Decrypted bytes waiting for the application."""
+        return len(self.buf)
+
+    def read(self, max_bytes: int = -1) -> bytes:
+        """Take up to `max_bytes` decrypted bytes (all when negative)."""
+        n = len(self.buf) if max_bytes < 0 else min(max_bytes, len(self.buf))
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def pump(self, stream_bytes: bytes) -> bytes:
+        """Feed bytes read from the plain stream; returns TLS bytes to write back."""
+        plain, out = self.tls.receive(stream_bytes)
+        self.buf += plain
+        return out
+
+    @property
+    def room(self) -> int:
+        """How many stream bytes to take now without exceeding the buffer limit."""
+        return max(0, self.limit - len(self.buf))

@@ -120,7 +120,7 @@ def test_join_flood_with_bad_authentication_hits_the_limit() -> None:
     res, conn, intact, refused = run(main())
     assert intact
     assert res.reset_by_server == res.attempts == 300
-    assert conn._join_failures >= 64  # failed joins (bad MAC, timeout) are bounded
+    assert conn.join_failures >= 64  # failed joins (bad MAC, timeout) are bounded
     assert len(conn.subflows) <= 1 + 64  # one failed join record per allowed attempt
     assert any("too many failed join attempts" in r for r in refused)
 
