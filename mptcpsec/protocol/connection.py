@@ -17,28 +17,22 @@ per-subflow behaviour (subflow.py) and the fast-path codec (wire/fastpath.py).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from ..crypto.aead import FailureReason, OpenedRecord
 from ..crypto.keyschedule import ConnectionKeys, Role
-from ..crypto.kx import KeyExchange, KeyExchangeResult, Step
-from ..crypto.rfc8684 import add_addr_hmac, verify
+from ..crypto.kx import KeyExchangeResult, Step
 from ..errors import (
     ConfigError,
     ConnectionError_,
-    KeyExchangeError,
     MptcpsecError,
     ProtocolViolation,
-    RecordTypeError,
     TlsStreamError,
     WireError,
 )
 from ..wire import fastpath
-from ..wire.header import HEADER_LEN, RecordHeader, RecordType, type_mask
+from ..wire.header import RecordType
 from ..wire.options import (
     AddAddr,
     Dss,
@@ -56,39 +50,35 @@ from ..wire.options import (
     RemoveAddr,
 )
 from ..wire.records import (
-    ALL_TYPES,
-    DEFAULT_MAX_BODY,
     HandshakeFlags,
     KeyUpdateFlags,
-    check_header,
     check_record,
-    clear_handshake,
     close_spec,
     control_spec,
     data_spec,
-    subflow_reset_spec,
 )
 from .acks import AckPolicy, ack_value
+from .addresses import AddressSignals
+from .commands import CloseSubflow, Command, OpenSubflow
 from .config import ConnectionConfig
+from .ending import Ending
 from .events import (
-    AddressAnnounced,
-    ConnectionTerminated,
-    DataReinjected,
     Event,
     HandshakeCompleted,
     KeyUpdated,
     Refusal,
     RefusalReason,
     StreamEnded,
-    SubflowClosed,
     SubflowEstablished,
-    SubflowPoisoned,
 )
+from .handshake import Handshake, plain_hello
 from .joins import JOIN_NONCE_LEN, MAC_LEN, make_join_authenticator
-from .keys import KeyState, make_key_exchange
+from .keys import KeyState
 from .pathmanager import make_path_manager
-from .recovery import Timer, Timers, on_acked, on_fin_sent, on_kernel_rtt, on_sent, reinject
-from .scheduler import SubflowView, make_scheduler
+from .poison import reason_name, violation
+from .receiving import RecordReceiving
+from .recovery import Timer, Timers, on_acked, on_fin_sent, on_kernel_rtt, on_sent
+from .scheduler import batches, make_scheduler, signal_subflow
 from .states import ConnectionState, check_connection_transition
 from .stream import ReassemblyBuffer, SendBuffer
 from .subflow import Address, Subflow, SubflowState
@@ -101,62 +91,11 @@ __all__ = ["JOIN_NONCE_LEN", "MAC_LEN", "MAX_ENDED_SUBFLOWS", "CloseSubflow", "C
 
 #: Ended subflows a connection remembers (for statistics) before forgetting the oldest.
 MAX_ENDED_SUBFLOWS = 4
-_PROTECTED = type_mask([RecordType.DATA, RecordType.CONTROL, RecordType.KEY_UPDATE,
-                        RecordType.CLOSE])
-_STOP_AFTER = type_mask([RecordType.KEY_UPDATE, RecordType.CLOSE])
-_STOP_BEFORE = type_mask([RecordType.HANDSHAKE, RecordType.JOIN])
-_CLEAR = (RecordType.HANDSHAKE, RecordType.JOIN)
-#: Records opened per batch call. The opener keeps a result array of this many rows per
-#: subflow (12 bytes each) for its lifetime; the default 4096 made it 48 KiB per subflow
-#: of every idle connection, and the loop in `_process` takes any number of batches.
-_OPEN_BATCH = 256
 
-_FAILURE_TO_POISON = {
-    FailureReason.AUTH: PoisonReason.AUTHENTICATION,
-    FailureReason.VERSION: PoisonReason.MALFORMED_RECORD,
-    FailureReason.TYPE: PoisonReason.UNEXPECTED_RECORD,
-    FailureReason.TOO_LARGE: PoisonReason.RECORD_TOO_LARGE,
-    FailureReason.SHORT_BODY: PoisonReason.MALFORMED_RECORD,
-    FailureReason.COUNTER: PoisonReason.KEY_EXHAUSTED,
-    FailureReason.FAILED: PoisonReason.AUTHENTICATION,
-}
-
-
-def reason_name(reason: PoisonReason | int) -> str:
-    """The poison reason as a short name, e.g. "authentication" (SPEC section 10.4)."""
-    try:
-        return PoisonReason(reason).name.lower().replace("_", "-")
-    except ValueError:
-        return f"reason-{int(reason)}"
-
-
-def _violation(reason: PoisonReason, exc: MptcpsecError) -> ProtocolViolation:
-    return ProtocolViolation(reason, str(exc))
-
-
-@dataclass(frozen=True)
-class OpenSubflow:
-    """Command: open a TCP connection to `remote` (from `local` if given) and add it."""
-
-    remote: Address
-    local: Address | None = None
-    backup: bool = False
-    address_id: int = 0
-
-
-@dataclass(frozen=True)
-class CloseSubflow:
-    """Command: close (FIN after the queued bytes) or reset the subflow's socket."""
-
-    subflow_id: int
-    reset: bool
-
-
-Command = OpenSubflow | CloseSubflow
 _Handler = Callable[[Subflow, int, bytes, "bytes | bytearray"], None]
 
 
-class Connection:
+class Connection(RecordReceiving, Ending):
     """One multipath connection, client or server role."""
 
     def __init__(self, config: ConnectionConfig, role: Role, now: float,
@@ -175,8 +114,7 @@ class Connection:
         self._events: deque[Event] = deque()
         self._commands: deque[Command] = deque()
         self._next_subflow_id = 0
-        self._kx: KeyExchange | None = None
-        self.kx_result: KeyExchangeResult | None = None
+        self._handshake = Handshake(config, role, self.handshake_id)
         self._keys = KeyState(role, self.protected, config.algorithm)
         self._joins = make_join_authenticator(self._keys)
         self.timers = Timers(config.subflow_timeout, handshake=now + config.handshake_timeout)
@@ -190,7 +128,7 @@ class Connection:
         self._scheduler = make_scheduler(config.scheduler)
         self.path_manager = make_path_manager(config.path_manager_name, config.announce)
         self._blocked_pairs: set[tuple[str, str]] = set()
-        self._peer_addresses: dict[int, tuple[str, int | None]] = {}
+        self._addresses = AddressSignals(self._keys, self.path_manager)
         self.peer_identity: str | None = None
         self.early_data_received = 0
         self._tls: TlsAppStream | None = None
@@ -199,6 +137,8 @@ class Connection:
             RecordType.CONTROL: self._on_control_record,
             RecordType.KEY_UPDATE: self._on_key_update_record,
             RecordType.CLOSE: self._on_close_record,
+            RecordType.HANDSHAKE: self._on_handshake_record,
+            RecordType.JOIN: self._on_join_record,
         }
         self._signals: dict[type[MptcpOption], Callable[[Subflow, MptcpOption], None]] = {
             MpsWindow: self._on_window,
@@ -218,6 +158,11 @@ class Connection:
     def ended(self) -> bool:
         """Closed or failed: nothing more is sent or accepted (SPEC section 10.5)."""
         return self.state.ended
+
+    @property
+    def kx_result(self) -> KeyExchangeResult | None:
+        """What the key exchange produced (nonces, identity; SPEC 7.1), once it completed."""
+        return self._handshake.result
 
     @property
     def keys(self) -> ConnectionKeys | None:
@@ -507,10 +452,7 @@ class Connection:
         for sub in self.subflows.values():
             sub.wipe_keys()
         self._keys.wipe()
-        if self.kx_result is not None:
-            self.kx_result.wipe()
-        if self._kx is not None:
-            self._kx.close()
+        self._handshake.close()
 
     def _set_state(self, new: ConnectionState, event: Event | None = None) -> None:
         """The one place the connection changes state (states.CONNECTION_TRANSITIONS)."""
@@ -546,12 +488,10 @@ class Connection:
     def _start_key_exchange(self) -> None:
         """Client: every key-exchange subflow is up; send the first handshake (SPEC 7.1)."""
         if not self.protected:
-            cap = MpCapable(sender_key=self._keys.local_key)
-            self.subflows[0].out += clear_handshake(b"", [cap])
+            plain_hello(self.subflows[0], self._keys.local_key)
             return
         try:
-            self._kx = make_key_exchange(self.config, self.role)
-            step = self._kx.start()
+            step = self._handshake.start()
         except MptcpsecError as exc:
             self._fail(str(exc), error=f"key exchange failed: {exc}")
             return
@@ -559,15 +499,7 @@ class Connection:
 
     def _apply_step(self, step: Step) -> None:
         """Send the exchange's messages; fail on its error; install its result (SPEC 7.1)."""
-        for path, message in step.send:
-            sub = self.subflows.get(path)
-            if sub is None or sub.state.ended:
-                continue
-            opts: list[MptcpOption] = []
-            if self.role is Role.CLIENT and not sub.handshake_options_sent:
-                opts = [MpCapable(sender_key=self.handshake_id), MpsSubflow(path)]
-            sub.handshake_options_sent = True
-            sub.out += clear_handshake(message, opts)
+        self._handshake.write(step, self.subflows)
         if step.error is not None:
             self._fail(str(step.error), error=f"key exchange failed: {step.error}", notify=False)
             return
@@ -576,7 +508,7 @@ class Connection:
 
     def _install_keys(self, result: KeyExchangeResult) -> None:
         """Generation-0 keys on every exchange subflow, then establish (SPEC 10.1)."""
-        self.kx_result = result
+        self._handshake.result = result
         self.peer_identity = result.peer_identity
         alg = self.config.algorithm.value
         schedule = self._keys.install(result)
@@ -617,7 +549,8 @@ class Connection:
             self._announce_addresses()
         self._events.append(event)
 
-    def _on_handshake_record(self, sub: Subflow, flags: int, opts: bytes, body: bytes) -> None:
+    def _on_handshake_record(self, sub: Subflow, flags: int, opts: bytes,
+                             body: bytes | bytearray) -> None:
         """HANDSHAKE: feed the key exchange, or plain MP_CAPABLE (SPEC sections 3, 7)."""
         if not flags & HandshakeFlags.CLEAR or sub.state is not SubflowState.HANDSHAKE:
             raise ProtocolViolation(PoisonReason.UNEXPECTED_RECORD,
@@ -628,18 +561,12 @@ class Connection:
         try:  # SPEC section 3: version 1 MP_CAPABLE with H set, SUBFLOW reason 0, no others
             check_record(RecordType.HANDSHAKE, flags, opts, len(body))
         except MptcpsecError as exc:
-            raise _violation(PoisonReason.MALFORMED_RECORD, exc) from None
-        if self._kx is None:
-            if self.role is Role.CLIENT:
-                raise ProtocolViolation(PoisonReason.UNEXPECTED_RECORD, "handshake before start")
-            try:
-                self._kx = make_key_exchange(self.config, self.role)
-            except MptcpsecError as exc:
-                self._fail(str(exc), error=f"key exchange failed: {exc}")
-                return
+            raise violation(PoisonReason.MALFORMED_RECORD, exc) from None
         try:
-            step = self._kx.receive(sub.id, body)
-        except KeyExchangeError as exc:
+            step = self._handshake.receive(sub.id, bytes(body))
+        except ProtocolViolation:
+            raise
+        except MptcpsecError as exc:
             self._fail(str(exc), error=f"key exchange failed: {exc}")
             return
         self._apply_step(step)
@@ -656,7 +583,7 @@ class Connection:
             self._fail("no MP_CAPABLE key", error="handshake failed: no MP_CAPABLE key")
             return
         if self.role is Role.SERVER:
-            sub.out += clear_handshake(b"", [MpCapable(sender_key=self._keys.local_key)])
+            plain_hello(sub, self._keys.local_key)
         self._keys.set_plain(caps[0].sender_key)
         sub.set_state(SubflowState.ESTABLISHED)
         self._establish(HandshakeCompleted(self._now, self.mode, "none", "none"))
@@ -684,12 +611,13 @@ class Connection:
         sub.address_id = syn.address_id
         return self._joins.server_syn(sub, syn, nonce)
 
-    def _on_join_record(self, sub: Subflow, flags: int, opts: bytes, body: bytes) -> None:
+    def _on_join_record(self, sub: Subflow, flags: int, opts: bytes,
+                        body: bytes | bytearray) -> None:
         """JOIN SYN/ACK at the joining end, JOIN ACK at the server (SPEC 5.4, 10.2)."""
         try:
             join = check_record(RecordType.JOIN, flags, opts, len(body))[0]
         except MptcpsecError as exc:
-            raise _violation(PoisonReason.MALFORMED_RECORD, exc) from None
+            raise violation(PoisonReason.MALFORMED_RECORD, exc) from None
         if self.role is Role.CLIENT and isinstance(join, MpJoinSynAck):
             if sub.state is not SubflowState.JOINING or sub.join.server_nonce:
                 raise ProtocolViolation(PoisonReason.UNEXPECTED_RECORD,
@@ -718,108 +646,6 @@ class Connection:
         except ProtocolViolation as violation:
             self._poison(sub, violation.reason, violation.detail)
 
-    def _read_batch(self, sub: Subflow) -> bool:
-        """Open and handle the records at the front of sub.rx; False: wait for more bytes."""
-        clear_next = len(sub.rx) > 1 and sub.rx[1] in _CLEAR
-        if sub.opener is None or clear_next or not self.protected:
-            if (self.protected and not clear_next and self.state is ConnectionState.HANDSHAKE
-                    and sub.state is SubflowState.HANDSHAKE):
-                # Sealed records right behind the peer's last handshake message on this
-                # path, while ours on the other path is still on its way: they open once
-                # the keys are installed. Bounded like the receive window.
-                if len(sub.rx) > self.config.receive_window + self._max_body():
-                    raise ProtocolViolation(PoisonReason.UNEXPECTED_RECORD, "too many records "
-                                            "before the key exchange completed")
-                return False
-            return self._read_clear(sub)
-        res = sub.opener.open_records(sub.rx, max_body=self._max_body(),
-                                      allowed_types=_PROTECTED, stop_after=_STOP_AFTER,
-                                      stop_before=_STOP_BEFORE, max_records=_OPEN_BATCH)
-        buf, records = sub.rx, res.records
-        i, n = 0, len(records)
-        # A handler may end the subflow or the connection (CLOSE, MP_FASTCLOSE, a peer's
-        # report): the rest of the batch is then not handled.
-        while i < n and not sub.state.ended and not self.ended:
-            j = self._data_run(sub, buf, records, i)
-            if j > i:
-                i = j
-                continue
-            rec = records[i]
-            opts = bytes(buf[rec.opt_offset:rec.pt_offset])
-            pt = buf[rec.pt_offset:rec.pt_offset + rec.pt_len]
-            sub.records_received += 1
-            self._on_record(sub, rec.type, rec.flags, opts, pt)
-            i += 1
-        del sub.rx[:res.consumed]
-        if res.failed:
-            reason = _FAILURE_TO_POISON.get(res.reason, PoisonReason.MALFORMED_RECORD)
-            raise ProtocolViolation(reason, f"record {sub.records_received + 1} received on "
-                                    f"this subflow failed: "
-                                    f"{res.reason.value if res.reason else res.error}")
-        return res.consumed > 0 or (len(sub.rx) >= HEADER_LEN and sub.rx[1] in _CLEAR)
-
-    def _data_run(self, sub: Subflow, buf: bytearray, records: Sequence[OpenedRecord],
-                  i: int) -> int:
-        """Take the run of plain DATA records from index i on in one go (SPEC 5.2); returns
-        the index of the first record left for `_on_record`.
-
-        Plain: our option layout (`fastpath.DATA_OPTS`), no flags, no DATA_FIN, contiguous
-        DSNs, inside the receive window. The outcome is what `_on_record` gives record by
-        record (data in order, then the DATA_ACKs in order, then the largest window edge);
-        anything else, including a record that breaks a rule, ends the run.
-        """
-        rb = self.recvbuf
-        if rb is None or not (sub.state is SubflowState.ESTABLISHED
-                              or sub.state is SubflowState.CLOSING
-                              or (sub.state is SubflowState.JOINING and sub.early_recv)):
-            return i
-        run = fastpath.data_run(buf, records, i)
-        if run is None:
-            return i
-        try:
-            rb.receive_run(run.first_dsn, run.pieces, run.total)
-        except ValueError:
-            return i  # past the window: record by record, to poison at the right one
-        sub.records_received += len(run.pieces)
-        sub.bytes_received += run.total
-        if sub.early_recv:
-            self.early_data_received += run.total
-        self._queue_ack(force=False, via=sub)
-        for ack in run.acks:
-            self._on_data_ack(ack)
-        self.acks.on_peer_window(run.window_edge)
-        return run.end
-
-    def _max_body(self) -> int:
-        return max(DEFAULT_MAX_BODY, self.config.max_record + 16)
-
-    def _read_clear(self, sub: Subflow) -> bool:
-        """Parse one unprotected record (handshake, join, any in plain mode) (SPEC 2, 3)."""
-        if len(sub.rx) < HEADER_LEN:
-            return False
-        try:
-            header = RecordHeader.unpack(sub.rx)
-            allowed = ALL_TYPES if not self.protected else _CLEAR
-            check_header(header, max_body=self._max_body(), allowed_types=allowed,
-                         protected=self.protected)
-        except RecordTypeError as exc:
-            raise _violation(PoisonReason.UNEXPECTED_RECORD, exc) from None
-        except MptcpsecError as exc:
-            raise _violation(PoisonReason.MALFORMED_RECORD, exc) from None
-        if len(sub.rx) < header.record_len:
-            return False
-        opts = bytes(sub.rx[HEADER_LEN:HEADER_LEN + header.opt_len])
-        body = bytes(sub.rx[HEADER_LEN + header.opt_len:header.record_len])
-        del sub.rx[:header.record_len]
-        sub.records_received += 1
-        if header.type == RecordType.HANDSHAKE:
-            self._on_handshake_record(sub, header.flags, opts, body)
-        elif header.type == RecordType.JOIN:
-            self._on_join_record(sub, header.flags, opts, body)
-        else:
-            self._on_record(sub, header.type, header.flags, opts, body)
-        return True
-
     def _on_record(self, sub: Subflow, rtype: int, flags: int, opts: bytes,
                    pt: bytes | bytearray) -> None:
         """Dispatch an opened record by type (SPEC section 3)."""
@@ -834,7 +660,7 @@ class Connection:
         try:
             decoded = check_record(rtype, flags, opts, len(pt))
         except MptcpsecError as exc:
-            raise _violation(PoisonReason.MALFORMED_RECORD, exc) from None
+            raise violation(PoisonReason.MALFORMED_RECORD, exc) from None
         if sub.state is SubflowState.JOINING and rtype != RecordType.CONTROL:
             raise ProtocolViolation(PoisonReason.UNEXPECTED_RECORD,
                                     f"{RecordType(rtype).name} before the join completed")
@@ -858,7 +684,7 @@ class Connection:
             try:
                 decoded = check_record(RecordType.DATA, flags, opts, len(pt))
             except MptcpsecError as exc:
-                raise _violation(PoisonReason.MALFORMED_RECORD, exc) from None
+                raise violation(PoisonReason.MALFORMED_RECORD, exc) from None
             dss = decoded[0]
             assert isinstance(dss, Dss) and dss.dsn is not None
             data_ack, dsn, fin, extra = dss.data_ack, dss.dsn, dss.data_fin, decoded[1:]
@@ -963,27 +789,19 @@ class Connection:
     def _on_add_addr(self, sub: Subflow, o: MptcpOption) -> None:
         """ADD_ADDR: verify its HMAC, echo it, maybe join the address (SPEC 5.3, 10.6)."""
         assert isinstance(o, AddAddr)
-        if o.echo or self.role is not Role.CLIENT:
-            return  # a client announces nothing in this version; ignore
-        want = add_addr_hmac(self._keys.peer_key64(), self._keys.own_key64(), o.address_id,
-                             o.address, o.port)
-        if o.hmac is None or not verify(want, o.hmac):
-            raise ProtocolViolation(PoisonReason.MALFORMED_RECORD, "ADD_ADDR HMAC mismatch")
-        port = o.port if o.port is not None else sub.remote[1]
-        self._peer_addresses[o.address_id] = (str(o.address), port)
-        self._events.append(AddressAnnounced(self._now, o.address_id, str(o.address), port))
-        sub.queue(control_spec([AddAddr(o.address_id, o.address, o.port, echo=True)]))
-        if self.path_manager.join_announced(o.address_id, (str(o.address), port)):
-            self._commands.append(OpenSubflow((str(o.address), port), None, False,
-                                              o.address_id))
+        got = self._addresses.on_add_addr(o, sub.remote[1], self._now)
+        if got is not None:
+            event, echo, join = got
+            self._events.append(event)
+            sub.queue(echo)
+            if join is not None:
+                self._commands.append(join)
 
     def _on_remove_addr(self, sub: Subflow, o: MptcpOption) -> None:
         """REMOVE_ADDR: close the subflows to the withdrawn addresses (SPEC 5.3, 10.6)."""
         assert isinstance(o, RemoveAddr)
         for aid in o.address_ids:
-            addr = self._peer_addresses.pop(aid, None)
-            self._events.append(AddressAnnounced(self._now, aid, addr[0] if addr else "",
-                                                 addr[1] if addr else None, removed=True))
+            self._events.append(self._addresses.on_remove_addr(aid, self._now))
             for s in self.subflows.values():
                 if s.address_id == aid and s.usable and s is not sub:
                     self._close_subflow(s)
@@ -992,36 +810,6 @@ class Connection:
         """MP_PRIO: the peer marked this subflow as backup or regular (SPEC 5.3, 10.3)."""
         assert isinstance(o, MpPrio)
         sub.backup = o.backup
-
-    def _on_peer_reset(self, sid: int, reason: int) -> None:
-        """MP_TCPRST + SUBFLOW: the peer dropped subflow `sid` (SPEC 10.4)."""
-        target = self.subflows.get(sid)
-        if target is None:
-            return
-        tampered = reason != PoisonReason.NONE
-        report = SubflowPoisoned(self._now, sid, reason_name(reason),
-                                 "reported by the peer over a clean subflow",
-                                 reported_by_peer=True)
-        if target.state.ended:
-            # The subflow's RST may overtake this report on another path: it still says
-            # the path was tampered with (and the pair must not rejoin).
-            if tampered and target.state is SubflowState.FAILED:
-                self._events.append(report)
-                target.set_state(SubflowState.POISONED, reason_name(reason))
-                if reason != PoisonReason.JOIN_FAILED:
-                    self._block(target)
-            return
-        if tampered:
-            self._events.append(report)
-            was_joining = target.state is SubflowState.JOINING
-            target.set_state(SubflowState.POISONED, reason_name(reason))
-            if reason != PoisonReason.JOIN_FAILED and not was_joining:
-                self._block(target)  # a failed join proves nothing about the pair
-            self._teardown(target, reset=True)
-        else:
-            self._end_subflow(target, SubflowState.FAILED, "reset by the peer", clean=False,
-                              reset=True)
-        self._check_alive()
 
     def _after_receive(self) -> None:
         if self._tls is not None:
@@ -1040,41 +828,17 @@ class Connection:
             best.queue(self.acks.ack_spec(rb))
 
     def _best_subflow(self) -> Subflow | None:
-        """The clean subflow for signals: lowest RTT, primaries first (SPEC 10.3)."""
-        usable = ([s for s in self.subflows.values() if s.usable]
-                  or [s for s in self.subflows.values() if s.can_seal])
-        if not usable:
-            return None
-        primaries = [s for s in usable if not s.backup] or usable
-        return min(primaries, key=lambda s: (s.rtt, s.id))
+        return signal_subflow(self.subflows.values())
 
     def _schedule_data(self) -> None:
-        """Cut new and re-injected data into batches on the scheduler's picks (SPEC 10.3)."""
+        """Seal new and re-injected data on the scheduler's picks (SPEC 10.3)."""
         sb = self.sendbuf
         if sb is None:
             return
-        cfg = self.config
-        for _ in range(10_000):  # bounded: each pass moves at least one byte or stops
-            if not sb.pending_reinjection and sb.unsent == 0:
-                return
-            views = [SubflowView(s.id, s.rtt, s.backup, s.send_space)
-                     for s in self.subflows.values() if s.usable]
-            picks = self._scheduler.pick(views)
-            if not picks:
-                return
-            space = min(self.subflows[i].send_space for i in picks)
-            max_len = max(1, min(cfg.batch_bytes, space))
-            new_room = self.acks.peer_edge - sb.next_dsn
-            if not sb.pending_reinjection:
-                if new_room <= 0:
-                    return
-                max_len = min(max_len, new_room)
-            chunk = sb.next_chunk(max_len)
-            if chunk is None:
-                return
-            dsn, data = chunk
-            for sid in picks:
-                self._send_chunk(self.subflows[sid], dsn, data)
+        for subs, dsn, data in batches(sb, self.subflows, self._scheduler, self.acks.peer_edge,
+                                       self.config.batch_bytes):
+            for sub in subs:
+                self._send_chunk(sub, dsn, data)
 
     def _send_chunk(self, sub: Subflow, dsn: int, data: bytes) -> None:
         """DATA records for [dsn, dsn+len) on `sub`, carrying the current ack (SPEC 5.2)."""
@@ -1108,142 +872,17 @@ class Connection:
         if self.state is ConnectionState.ESTABLISHED:
             self._set_state(ConnectionState.CLOSING)
 
-    def _maybe_close_subflows(self) -> None:
-        """Both DATA_FINs done: send CLOSE on every subflow, then TCP FIN (SPEC 10.5)."""
-        if self.ended or not self._streams_done():
-            return
-        for sub in self.subflows.values():
-            if sub.state is SubflowState.ESTABLISHED:
-                self._close_subflow(sub)
-        self._check_done()
-
-    def _streams_done(self) -> bool:
-        """Both directions finished: our DATA_FIN acknowledged, the peer's received."""
-        sb, rb = self.sendbuf, self.recvbuf
-        return (sb is not None and rb is not None and self._fin_sent and sb.unacked == 0
-                and not any(s.fin_inflight for s in self.subflows.values())
-                and rb.fin_dsn is not None and rb.next_dsn >= rb.fin_dsn)
-
-    def _check_done(self) -> None:
-        if (all(s.state.ended for s in self.subflows.values()) and self._streams_done()
-                and not self.ended):
-            self._set_state(ConnectionState.CLOSED,
-                            ConnectionTerminated(self._now, None, "closed"))
-            self.close_keys()
-
-    def _close_subflow(self, sub: Subflow) -> None:
-        """CLOSE on a usable subflow (SPEC section 10.5)."""
-        if sub.usable:
-            sub.queue(close_spec(ack_value(self.recvbuf)))
-            sub.close_sent = True
-            sub.set_state(SubflowState.CLOSING)
-            sub.flush_control()
-
-    # ------------------------------------------------------------------ failure handling
-
-    def _block(self, sub: Subflow) -> None:
-        """The pair of a poisoned subflow may not join again, by policy (SPEC 10.4)."""
-        if self.config.rejoin_poisoned == "never":
-            if self.role is Role.CLIENT:
-                self._blocked_pairs.add((sub.local[0], sub.remote[0]))
-            else:
-                self._blocked_pairs.add((sub.remote[0], sub.local[0]))
-
-    def _poison(self, sub: Subflow, reason: PoisonReason, detail: str) -> None:
-        """Drop the subflow, tell the peer on a clean one, re-send its flight (SPEC 10.4)."""
-        if sub.state.ended:
-            return
-        name = reason_name(reason)
-        was_joining = sub.state is SubflowState.JOINING
-        sub.set_state(SubflowState.POISONED, f"{name}: {detail}")
-        self._events.append(SubflowPoisoned(self._now, sub.id, name, detail))
-        if not was_joining:
-            # A join that never completed proves nothing about the pair: anyone on the
-            # path can forge one, and blocking would lock the real client out.
-            self._block(sub)
-        self._teardown(sub, reset=True)
-        if self.state is ConnectionState.HANDSHAKE and sub.initial:
-            self._fail(f"handshake subflow {sub.id} poisoned: {detail}",
-                       error=f"key exchange failed: subflow {sub.id} poisoned ({name}: "
-                             f"{detail})")
-            return
-        clean = self._best_subflow()
-        if clean is not None:
-            clean.queue(subflow_reset_spec(sub.id, reason))
-        self._check_alive()
-
-    def _teardown(self, sub: Subflow, reset: bool) -> None:
-        """Stop using a subflow: keys wiped, buffers dropped, its flight re-injected."""
-        r = reinject(sub, sub.stop(reset), self.sendbuf)
-        if r.fin:
-            self._fin_sent = False  # the DATA_FIN goes out again on a clean subflow
-        if r.queued:
-            self._events.append(DataReinjected(self._now, sub.id, r.queued,
-                                               [(x.start, x.end) for x in r.ranges]))
-
-    def _end_subflow(self, sub: Subflow, state: SubflowState, reason: str, clean: bool,
-                     reset: bool = False) -> None:
-        """A subflow ends without tampering: CLOSE, path failure (SPEC 10.5)."""
-        if sub.state.ended:
-            return
-        sub.set_state(state, reason)
-        self._events.append(SubflowClosed(self._now, sub.id, reason, clean))
-        self._teardown(sub, reset=reset)
-        if self.state is ConnectionState.HANDSHAKE and sub.initial:
-            self._fail(f"subflow {sub.id} ended during the handshake",
-                       error=f"key exchange failed: subflow {sub.id} {reason}")
-
-    def _check_alive(self) -> None:
-        """No usable subflow left and none joining: the connection fails (SPEC 10.4)."""
-        if self.ended or self.state is ConnectionState.HANDSHAKE:
-            return
-        live = [s for s in self.subflows.values() if not s.state.ended]
-        if any(s.state is SubflowState.ESTABLISHED or s.state is SubflowState.CLOSING
-               for s in live):
-            self._check_done()
-            return
-        if live and all(s.state is SubflowState.JOINING for s in live):
-            return  # a join may still bring a clean path
-        if self._streams_done():
-            self._check_done()
-            return
-        poisoned = [s for s in self.subflows.values() if s.state is SubflowState.POISONED]
-        what = ("every subflow was poisoned or failed" if poisoned
-                else "every subflow failed")
-        self._fail("no clean subflow left", error=f"no clean subflow left: {what} "
-                   f"({', '.join(f'subflow {s.id}: {s.reason}' for s in self.subflows.values())})",
-                   notify=False)
-
-    def _fail(self, reason: str, error: str, notify: bool = True) -> None:
-        """The connection fails: every subflow reset, keys erased (SPEC 10.4, 10.5)."""
-        if self.ended:
-            return
-        self.error = error
-        self.timers.handshake = None
-        for sub in self.subflows.values():
-            if not sub.state.ended:
-                sub.set_state(SubflowState.FAILED, sub.reason or reason)
-                sub.rx.clear()
-                sub.control.clear()
-                sub.action = "reset" if not sub.out else "close"
-        self._set_state(ConnectionState.FAILED, ConnectionTerminated(self._now, error, reason))
-        self.close_keys()
-
     # ------------------------------------------------------------------ path manager
 
     def _announce_addresses(self) -> None:
         """Server: ADD_ADDR for each configured address (SPEC 5.3, 10.6)."""
-        announce = self.path_manager.addresses_to_announce()
         sub = self._best_subflow()
-        if not announce or sub is None:
-            return
-        for i, (host, port) in enumerate(announce, start=1):
-            addr = ipaddress.ip_address(host)
-            mac = add_addr_hmac(self._keys.own_key64(), self._keys.peer_key64(), i, addr, port)
-            sub.queue(control_spec([AddAddr(i, addr, port, hmac=mac)]))
+        if sub is not None:
+            for spec in self._addresses.announcements():
+                sub.queue(spec)
 
     def withdraw_address(self, address_id: int) -> None:
         """Server: REMOVE_ADDR for an announced address (SPEC 5.3, 10.6)."""
         sub = self._best_subflow()
         if sub is not None:
-            sub.queue(control_spec([RemoveAddr((address_id,))]))
+            sub.queue(self._addresses.withdrawal(address_id))
