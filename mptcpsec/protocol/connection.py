@@ -157,7 +157,7 @@ class Connection(RecordReceiving, Ending):
     @property
     def ended(self) -> bool:
         """Closed or failed: nothing more is sent or accepted (SPEC section 10.5)."""
-        return self.state.ended
+        return self.state is ConnectionState.CLOSED or self.state is ConnectionState.FAILED
 
     @property
     def kx_result(self) -> KeyExchangeResult | None:
