@@ -29,6 +29,7 @@ build: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
@@ -47,6 +48,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy
 
 clean:
 	rm -rf build *.egg-info mptcpsec/_core*.so mptcpsec/_core.c .pytest_cache .benchmarks

@@ -11,6 +11,8 @@ TEST = [
     "ruff>=0.5",
     # The fuzz targets' short runs in the test suite (wheels for Linux x86_64/aarch64).
     'atheris>=2.3; platform_system == "Linux"',
+    # Static types of the protocol engine ([tool.mypy] in pyproject.toml).
+    "mypy>=1.8",
 ]
 BENCH = [
     "pytest-benchmark>=4.0",

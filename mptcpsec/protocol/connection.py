@@ -622,11 +622,11 @@ class Connection(RecordReceiving, Ending):
             if sub.state is not SubflowState.JOINING or sub.join.server_nonce:
                 raise ProtocolViolation(PoisonReason.UNEXPECTED_RECORD,
                                         "JOIN SYN/ACK out of place")
-            self._joins.client_synack(sub, join, body)
+            self._joins.client_synack(sub, join, bytes(body))
         elif self.role is Role.SERVER and isinstance(join, MpJoinAck):
             if sub.state is not SubflowState.JOINING or not sub.join.server_nonce:
                 raise ProtocolViolation(PoisonReason.UNEXPECTED_RECORD, "JOIN ACK out of place")
-            self._joins.server_ack(sub, join, body)
+            self._joins.server_ack(sub, join, bytes(body))
         else:
             raise ProtocolViolation(PoisonReason.UNEXPECTED_RECORD,
                                     f"unexpected {type(join).__name__} on subflow {sub.id}")
@@ -840,7 +840,7 @@ class Connection(RecordReceiving, Ending):
             for sub in subs:
                 self._send_chunk(sub, dsn, data)
 
-    def _send_chunk(self, sub: Subflow, dsn: int, data: bytes) -> None:
+    def _send_chunk(self, sub: Subflow, dsn: int, data: bytes | memoryview) -> None:
         """DATA records for [dsn, dsn+len) on `sub`, carrying the current ack (SPEC 5.2)."""
         assert self.recvbuf is not None and self.sendbuf is not None
         sub.seal_data(dsn, data, self.acks.data_template(self.recvbuf), self.config.max_record)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..crypto.keyschedule import Role
 from ..errors import MptcpsecError
 from ..wire.header import HEADER_LEN, RecordHeader, RecordType
-from ..wire.options import MpCapable, MpJoinSyn, MpsSubflow
+from ..wire.options import MpCapable, MpJoinSyn, MpsSubflow, MptcpOption
 from ..wire.records import check_header, check_record
 from .config import ConnectionConfig
 from .connection import Connection, ConnectionState
@@ -63,7 +63,7 @@ class ServerEndpoint:
         self._evicted: list[Hashable] = []
         #: JOINs that may have overtaken the last handshake message of their connection
         #: on another path: (pending, decoded options, body, bytes after the record).
-        self._parked: dict[Hashable, tuple[_Pending, list, bytes, bytearray]] = {}
+        self._parked: dict[Hashable, tuple[_Pending, list[MptcpOption], bytes, bytearray]] = {}
         self._by_hid: dict[int, Connection] = {}
         self._by_token: dict[int, Connection] = {}
         self.refused: list[JoinRefused] = []
@@ -169,7 +169,7 @@ class ServerEndpoint:
         conn.receive(path, data, now)
         return Routed(conn, path, new)
 
-    def _join(self, handle: Hashable, p: _Pending, decoded: list, body: bytes,
+    def _join(self, handle: Hashable, p: _Pending, decoded: list[MptcpOption], body: bytes,
               rest: bytearray, now: float) -> Routed | Rejected | None:
         syn = decoded[0]
         if not isinstance(syn, MpJoinSyn):

@@ -95,7 +95,8 @@ class RecordReceiving:
             i += 1
         del sub.rx[:res.consumed]
         if res.failed:
-            reason = FAILURE_TO_POISON.get(res.reason, PoisonReason.MALFORMED_RECORD)
+            reason = (FAILURE_TO_POISON.get(res.reason, PoisonReason.MALFORMED_RECORD)
+                      if res.reason is not None else PoisonReason.MALFORMED_RECORD)
             raise ProtocolViolation(reason, f"record {sub.records_received + 1} received on "
                                     f"this subflow failed: "
                                     f"{res.reason.value if res.reason else res.error}")

@@ -109,7 +109,8 @@ def signal_subflow(subflows: Iterable[Subflow]) -> Subflow | None:
 
 
 def batches(sb: SendBuffer, subflows: Mapping[int, Subflow], scheduler: Scheduler,
-            peer_edge: int, batch_bytes: int) -> Iterator[tuple[list[Subflow], int, bytes]]:
+            peer_edge: int, batch_bytes: int
+            ) -> Iterator[tuple[list[Subflow], int, bytes | memoryview]]:
     """(subflows, DSN, data) for each batch to send now: re-injected bytes first, then new
     bytes below the peer's window edge (SPEC section 10.3).
 

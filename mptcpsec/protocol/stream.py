@@ -213,7 +213,7 @@ class ReassemblyBuffer:
         self._ready_off = 0
         self._ready_len = 0
         self._starts: list[int] = []  # out-of-order segments, sorted, non-overlapping
-        self._segs: dict[int, bytes] = {}
+        self._segs: dict[int, bytes | bytearray] = {}
         self._ooo_bytes = 0
         self.duplicates = 0  # bytes received more than once
         self.fin_dsn: int | None = None
@@ -240,7 +240,7 @@ class ReassemblyBuffer:
     def at_eof(self) -> bool:
         return self.fin_dsn is not None and self.next_dsn >= self.fin_dsn and not self._ready_len
 
-    def receive(self, dsn: int, data: bytes) -> int:
+    def receive(self, dsn: int, data: bytes | bytearray) -> int:
         """Add a mapped range; returns the bytes that became newly in order.
 
         Raises ValueError for data beyond the advertised window (a peer bug or attack).
@@ -278,11 +278,11 @@ class ReassemblyBuffer:
             return self.next_dsn - dsn
         return self.receive(dsn, pieces[0] if len(pieces) == 1 else b"".join(pieces))
 
-    def _store(self, dsn: int, data: bytes) -> None:
+    def _store(self, dsn: int, data: bytes | bytearray) -> None:
         # Trim against existing segments so that stored bytes never overlap.
         end = dsn + len(data)
         i = bisect.bisect_right(self._starts, dsn) - 1
-        pieces: list[tuple[int, bytes]] = []
+        pieces: list[tuple[int, bytes | bytearray]] = []
         cur = dsn
         j = max(i, 0)
         while cur < end:

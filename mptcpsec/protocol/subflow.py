@@ -121,7 +121,8 @@ class Subflow:
         self.out += self.sealer.seal_records(specs)
         self.records_sent += len(specs)
 
-    def seal_data(self, dsn: int, data: bytes, template: bytes, max_record: int) -> None:
+    def seal_data(self, dsn: int, data: bytes | memoryview, template: bytes,
+                  max_record: int) -> None:
         """DATA records of at most `max_record` bytes from `dsn` on (SPEC sections 4, 5.2)."""
         self.flush_control()
         if self.protected:
@@ -139,7 +140,7 @@ class Subflow:
                 opts[DATA_DSN_OFFSET:DATA_DSN_OFFSET + 8] = ((dsn + off) & U64_MASK).to_bytes(
                     8, "big")
                 opts[DATA_LEN_OFFSET:DATA_LEN_OFFSET + 2] = len(piece).to_bytes(2, "big")
-                wire += build_record(RecordType.DATA, 0, bytes(opts), piece)
+                wire += build_record(RecordType.DATA, 0, bytes(opts), bytes(piece))
                 nrec += 1
         if self.out:
             self.out += wire
