@@ -57,7 +57,10 @@ class AckPolicy:
             self.peer_edge = edge
 
     def due(self, rb: ReassemblyBuffer, force: bool, via: Subflow | None, now: float) -> bool:
-        """Data arrived (on `via`) or the app read: is a DATA_ACK due now? Arms the timer."""
+        """Data arrived (on `via`) or the app read: is a DATA_ACK due now? Arms the timer.
+
+        SPEC section 10.3.
+        """
         if via is not None:
             self.via = via
         pending = rb.next_dsn - self.sent
@@ -68,19 +71,27 @@ class AckPolicy:
         return False
 
     def window_update_due(self, rb: ReassemblyBuffer) -> bool:
-        """Reading opened the window by a quarter: tell a sender that may be blocked."""
+        """Reading opened the window by a quarter: tell a sender that may be blocked.
+
+        SPEC section 10.3.
+        """
         return rb.window_edge - self.window_sent >= self.receive_window // 4
 
     def route(self, best: Callable[[], Subflow | None]) -> Subflow | None:
         """Acknowledge on the path the data came in on while it is usable, else the best.
 
         A path that swallows records then stalls only its own flight, never a clean one's.
+
+        SPEC section 10.3.
         """
         via = self.via
         return via if via is not None and via.usable else best()
 
     def mark_sent(self, rb: ReassemblyBuffer) -> tuple[int, int]:
-        """An ack is being sent now: returns (DATA_ACK, window edge) and resets the timer."""
+        """An ack is being sent now: returns (DATA_ACK, window edge) and resets the timer.
+
+        SPEC section 10.3.
+        """
         edge = rb.window_edge
         value = ack_value(rb)
         self.sent = rb.next_dsn

@@ -64,6 +64,7 @@ class ConnectionConfig:
     batch_bytes: int = 256 * 1024
 
     def validate(self) -> None:
+        """Raise ConfigError for a field that cannot work (SPEC section 8 limits)."""
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
         if self.key_exchange not in KEY_EXCHANGES:
@@ -91,12 +92,14 @@ class ConnectionConfig:
 
     @property
     def path_manager_name(self) -> str:
+        """The path manager to use by name (SPEC section 10.6)."""
         if self.path_manager is not None:
             return self.path_manager
         return "fullmesh" if self.join_announced else "configured"
 
     @property
     def update_after(self) -> int:
+        """Records per key before a key update (SPEC sections 6.2, 10.3)."""
         if self.key_update_records is not None:
             return self.key_update_records
         return self.algorithm.safe_record_limit // 2

@@ -193,15 +193,21 @@ class Connection(RecordReceiving, Ending):
         return 2 if self.config.key_exchange == "split-path" else 1
 
     def next_event(self) -> Event | None:
-        """The oldest event not yet taken, or None."""
+        """The oldest event not yet taken, or None (SPEC section 10)."""
         return self._events.popleft() if self._events else None
 
     def report(self, event: Event) -> None:
-        """Queue an event about this connection that its endpoint observed (a refused join)."""
+        """Queue an event about this connection that its endpoint observed (a refused join).
+
+        SPEC section 10.
+        """
         self._events.append(event)
 
     def next_command(self) -> Command | None:
-        """The oldest adapter command (open or close a subflow) not yet taken, or None."""
+        """The oldest adapter command (open or close a subflow) not yet taken, or None.
+
+        SPEC section 10.
+        """
         return self._commands.popleft() if self._commands else None
 
     def add_subflow(self, local: Address, remote: Address, now: float,
@@ -321,7 +327,7 @@ class Connection(RecordReceiving, Ending):
 
     @property
     def readable(self) -> int:
-        """Bytes read() returns now."""
+        """Bytes read() returns now (SPEC section 10)."""
         if self._tls is not None:
             return self._tls.readable
         return self.recvbuf.readable if self.recvbuf is not None else 0
@@ -444,7 +450,7 @@ class Connection(RecordReceiving, Ending):
                 "kx_subflows": [s.id for s in self.subflows.values() if s.initial]}
 
     def subflow_stats(self) -> list[dict[str, object]]:
-        """Each subflow's counters and state."""
+        """Each subflow's counters and state (SPEC section 10)."""
         return [s.stats() for s in self.subflows.values()]
 
     def close_keys(self) -> None:

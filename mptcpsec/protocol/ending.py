@@ -43,6 +43,7 @@ class Ending:
 
     @property
     def ended(self) -> bool:  # pragma: no cover - Connection's
+        """Connection's: closed or failed (SPEC section 10.5)."""
         raise NotImplementedError
 
     def _set_state(self, new: ConnectionState,
@@ -53,6 +54,7 @@ class Ending:
         raise NotImplementedError
 
     def close_keys(self) -> None:  # pragma: no cover - Connection's
+        """Connection's: erase every key (SPEC section 6.4)."""
         raise NotImplementedError
 
     def _maybe_close_subflows(self) -> None:

@@ -71,6 +71,7 @@ class ServerEndpoint:
 
     @property
     def connections(self) -> list[Connection]:
+        """The connections this endpoint routes to (SPEC section 10.1)."""
         return list(self._by_hid.values())
 
     def accept(self, handle: Hashable, local: Address, remote: Address, now: float) -> bool:
@@ -79,6 +80,8 @@ class ServerEndpoint:
         When the pending table is full, the oldest socket that has not completed its first
         record is evicted (see `pop_evicted`): a flood of silent connections then cannot
         lock out a client that sends its first record at once.
+
+        SPEC section 10.1.
         """
         self.forget_ended()
         if len(self._pending) + len(self._parked) >= self.max_pending:
@@ -91,16 +94,23 @@ class ServerEndpoint:
         return True
 
     def pop_evicted(self) -> list[Hashable]:
-        """Sockets evicted from the full pending table since the last call (to be reset)."""
+        """Sockets evicted from the full pending table since the last call (to be reset).
+
+        SPEC section 10.1.
+        """
         out, self._evicted = self._evicted, []
         return out
 
     def drop(self, handle: Hashable) -> None:
+        """Forget a pending socket that closed (SPEC section 10.1)."""
         self._pending.pop(handle, None)
         self._parked.pop(handle, None)
 
     def receive(self, handle: Hashable, data: bytes, now: float) -> Routed | Rejected | None:
-        """Bytes on a pending socket; None while its first record is incomplete."""
+        """Bytes on a pending socket; None while its first record is incomplete.
+
+        SPEC section 10.1.
+        """
         parked = self._parked.get(handle)
         if parked is not None:
             parked[3].extend(data)
@@ -201,7 +211,10 @@ class ServerEndpoint:
         return Routed(conn, sid, False)
 
     def retry_parked(self, now: float) -> list[tuple[Hashable, Routed | Rejected]]:
-        """Route parked JOINs again (call when a connection completed its handshake)."""
+        """Route parked JOINs again (call when a connection completed its handshake).
+
+        SPEC section 10.1.
+        """
         parked, self._parked = self._parked, {}
         out: list[tuple[Hashable, Routed | Rejected]] = []
         for handle, (p, decoded, body, rest) in parked.items():
@@ -238,7 +251,10 @@ class ServerEndpoint:
         return conn.join_token()
 
     def expired(self, now: float) -> list[Hashable]:
-        """Pending sockets whose first record did not arrive in time (to be reset)."""
+        """Pending sockets whose first record did not arrive in time (to be reset).
+
+        SPEC section 10.1.
+        """
         out = [h for h, p in self._pending.items() if now >= p.deadline]
         for h in out:
             del self._pending[h]
@@ -248,10 +264,14 @@ class ServerEndpoint:
         return out + late
 
     def next_deadline(self) -> float | None:
+        """The earliest pending-socket deadline (SPEC section 10.1)."""
         return min((p.deadline for p in self._pending.values()), default=None)
 
     def forget_ended(self) -> None:
-        """Drop connections that ended (their tokens can no longer be joined)."""
+        """Drop connections that ended (their tokens can no longer be joined).
+
+        SPEC section 10.1.
+        """
         for hid, conn in list(self._by_hid.items()):
             if conn.ended:
                 del self._by_hid[hid]

@@ -16,6 +16,7 @@ class Event:
     time: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The event as a JSON-ready dict, `event` naming its kind (trace lines)."""
         d = {"event": self.kind}
         d.update(asdict(self))
         return d
@@ -149,6 +150,7 @@ class TraceWriter:
         self._context = context
 
     def write(self, event: Event) -> None:
+        """One JSON line for `event` with the writer's context (the trace format)."""
         record = dict(self._context)
         record.update(event.to_dict())
         self._stream.write(json.dumps(record, default=str) + "\n")

@@ -31,12 +31,15 @@ class Handshake:
         self.result: KeyExchangeResult | None = None
 
     def start(self) -> Step:
-        """Client: build the exchange and its first messages (raises MptcpsecError)."""
+        """Client: build the exchange and its first messages (raises MptcpsecError).
+
+        SPEC section 7.1.
+        """
         self.kx = make_key_exchange(self.config, self.role)
         return self.kx.start()
 
     def receive(self, sid: int, body: bytes) -> Step:
-        """A HANDSHAKE record's body on subflow `sid` (raises MptcpsecError)."""
+        """A HANDSHAKE record's body on subflow `sid` (raises MptcpsecError) (SPEC section 7.1)."""
         if self.kx is None:
             if self.role is Role.CLIENT:
                 raise ProtocolViolation(PoisonReason.UNEXPECTED_RECORD, "handshake before start")

@@ -159,7 +159,10 @@ class PlainJoin(JoinAuthenticator):
     """RFC 8684 MP_JOIN: truncated HMACs over the 64-bit keys sent in clear (SPEC 7.6)."""
 
     def client_syn(self, sub: Subflow) -> None:
-        """MP_JOIN SYN with the token of the server's key and a 32-bit nonce (RFC 8684)."""
+        """MP_JOIN SYN with the token of the server's key and a 32-bit nonce (RFC 8684).
+
+        SPEC section 7.6.
+        """
         nonce = os.urandom(JOIN_NONCE_LEN)
         sub.join.client_nonce = nonce
         syn = MpJoinSyn(address_id=sub.address_id, token=self.keys.server_token() or 0,
@@ -167,7 +170,10 @@ class PlainJoin(JoinAuthenticator):
         sub.out += join_record(syn, sub.id, b"")
 
     def server_syn(self, sub: Subflow, syn: MpJoinSyn, nonce: bytes) -> Refusal | None:
-        """MP_JOIN SYN/ACK with HMAC(server key, client key, nonces) (RFC 8684 3.2)."""
+        """MP_JOIN SYN/ACK with HMAC(server key, client key, nonces) (RFC 8684 3.2).
+
+        SPEC section 7.6.
+        """
         sub.join.client_nonce = cn = syn.nonce.to_bytes(4, "big")
         sub.join.server_nonce = sn = os.urandom(4)
         mac = join_synack_hmac(self.keys.local_key, self.keys.peer_key64(), sn, cn)
@@ -176,7 +182,10 @@ class PlainJoin(JoinAuthenticator):
         return None
 
     def client_synack(self, sub: Subflow, synack: MpJoinSynAck, body: bytes) -> None:
-        """Verify the SYN/ACK HMAC, answer with the MP_JOIN ACK HMAC (RFC 8684 3.2)."""
+        """Verify the SYN/ACK HMAC, answer with the MP_JOIN ACK HMAC (RFC 8684 3.2).
+
+        SPEC section 7.6.
+        """
         sn = synack.nonce.to_bytes(4, "big")
         cn = sub.join.client_nonce[:4]
         want = join_synack_hmac(self.keys.peer_key64(), self.keys.local_key, sn, cn)
@@ -187,7 +196,7 @@ class PlainJoin(JoinAuthenticator):
         sub.out += join_record(MpJoinAck(hmac=mac))
 
     def server_ack(self, sub: Subflow, ack: MpJoinAck, body: bytes) -> None:
-        """Verify the MP_JOIN ACK HMAC (RFC 8684 section 3.2)."""
+        """Verify the MP_JOIN ACK HMAC (RFC 8684 section 3.2) (SPEC section 7.6)."""
         want = join_ack_hmac(self.keys.peer_key64(), self.keys.local_key,
                              sub.join.client_nonce, sub.join.server_nonce)
         if not verify(want, ack.hmac):

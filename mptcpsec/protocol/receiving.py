@@ -48,10 +48,12 @@ class RecordReceiving:
 
     @property
     def ended(self) -> bool:  # pragma: no cover - Connection's
+        """Connection's: closed or failed (SPEC section 10.5)."""
         raise NotImplementedError
 
     def _on_record(self, sub: Subflow, rtype: int, flags: int, opts: bytes,
                    pt: bytes | bytearray) -> None:  # pragma: no cover - Connection's
+        """Connection's dispatch table (SPEC section 3)."""
         raise NotImplementedError
 
     def _queue_ack(self, force: bool,
@@ -59,6 +61,7 @@ class RecordReceiving:
         raise NotImplementedError
 
     def _on_data_ack(self, data_ack: int) -> None:  # pragma: no cover - Connection's
+        """Connection's DATA_ACK handler (SPEC section 10.3)."""
         raise NotImplementedError
 
     def _read_batch(self, sub: Subflow) -> bool:

@@ -44,7 +44,7 @@ class Timers:
         return bool(sub.inflight or sub.fin_inflight) and not sub.state.ended
 
     def next_deadline(self, subflows: Iterable[Subflow]) -> float | None:
-        """The earliest deadline, or None when nothing is pending."""
+        """The earliest deadline, or None when nothing is pending (SPEC section 10.5)."""
         deadlines = [d for d in (self.ack, self.handshake) if d is not None]
         subs = list(subflows)
         deadlines += [s.join_deadline for s in subs
@@ -58,6 +58,8 @@ class Timers:
 
         Lazy: the caller acts on each before the next is checked, so a subflow ended by one
         expiry is not reported again by another.
+
+        SPEC section 10.5.
         """
         if self.handshake is not None and now >= self.handshake:
             self.handshake = None

@@ -31,11 +31,15 @@ class Scheduler(abc.ABC):
     name: str = "base"
 
     @abc.abstractmethod
-    def pick(self, subflows: Sequence[SubflowView]) -> list[int]: ...
+    def pick(self, subflows: Sequence[SubflowView]) -> list[int]:
+        """The subflow ids for the next chunk, [] if none can take it (SPEC section 10.3)."""
 
     @staticmethod
     def candidates(subflows: Sequence[SubflowView]) -> list[SubflowView]:
-        """Usable primaries; the usable backups only when no primary is established."""
+        """Usable primaries; the usable backups only when no primary is established.
+
+        SPEC section 10.3.
+        """
         primaries = [s for s in subflows if not s.backup]
         pool = primaries if primaries else list(subflows)
         return [s for s in pool if s.send_space > 0]
@@ -47,6 +51,7 @@ class LowestRttScheduler(Scheduler):
     name = "lowest-rtt"
 
     def pick(self, subflows: Sequence[SubflowView]) -> list[int]:
+        """The lowest-RTT candidate (SPEC section 10.3)."""
         ready = self.candidates(subflows)
         if not ready:
             return []
@@ -62,6 +67,7 @@ class RoundRobinScheduler(Scheduler):
         self._last = -1
 
     def pick(self, subflows: Sequence[SubflowView]) -> list[int]:
+        """The next candidate in turn (SPEC section 10.3)."""
         ready = sorted(self.candidates(subflows), key=lambda s: s.subflow_id)
         if not ready:
             return []
@@ -79,6 +85,7 @@ class RedundantScheduler(Scheduler):
     name = "redundant"
 
     def pick(self, subflows: Sequence[SubflowView]) -> list[int]:
+        """Every candidate: the chunk goes on all of them (SPEC section 10.3)."""
         return [s.subflow_id for s in self.candidates(subflows)]
 
 

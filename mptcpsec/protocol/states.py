@@ -23,7 +23,7 @@ class ConnectionState(str, enum.Enum):
 
     @property
     def ended(self) -> bool:
-        """No further records are sent or accepted."""
+        """No further records are sent or accepted (SPEC section 10)."""
         return self in (ConnectionState.CLOSED, ConnectionState.FAILED)
 
 
@@ -38,7 +38,7 @@ class SubflowState(str, enum.Enum):
 
     @property
     def ended(self) -> bool:
-        """Nothing more is read from or sent on the subflow."""
+        """Nothing more is read from or sent on the subflow (SPEC section 10)."""
         return self in (SubflowState.CLOSED, SubflowState.FAILED, SubflowState.POISONED)
 
 

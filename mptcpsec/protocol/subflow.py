@@ -87,7 +87,10 @@ class Subflow:
 
     @property
     def can_seal(self) -> bool:
-        """Established with a way to send records (fallback path for reports and acks)."""
+        """Established with a way to send records (fallback path for reports and acks).
+
+        SPEC section 10.
+        """
         return self.state is SubflowState.ESTABLISHED and (self.sealer is not None
                                                            or not self.protected)
 
@@ -151,7 +154,7 @@ class Subflow:
         self.bytes_sent += len(data)
 
     def take_output(self) -> bytearray:
-        """Hand the bytes to write over to the adapter."""
+        """Hand the bytes to write over to the adapter (SPEC section 10)."""
         out, self.out = self.out, bytearray()
         return out
 
@@ -195,7 +198,10 @@ class Subflow:
         self.sealer = self.opener = None
 
     def stop(self, reset: bool) -> list[Range]:
-        """Stop using the subflow: buffers dropped, keys wiped; returns its flight."""
+        """Stop using the subflow: buffers dropped, keys wiped; returns its flight.
+
+        SPEC section 10.
+        """
         self.rx.clear()
         self.control.clear()
         if reset:
@@ -208,7 +214,7 @@ class Subflow:
         return ranges
 
     def stats(self) -> dict[str, Any]:
-        """Counters for `mptcpsec` reports and traces."""
+        """Counters for `mptcpsec` reports and traces (SPEC section 10)."""
         return {
             "id": self.id,
             "local": format_address(self.local),
