@@ -44,7 +44,10 @@ class Subflow:
     protected: bool = True  # False in the plain comparison modes (no keys, no sealer)
     address_id: int = 0
     rx: bytearray = field(default_factory=bytearray)  # received, not yet processed
-    out: bytearray = field(default_factory=bytearray)  # to be written to the socket
+    out: bytearray = field(default_factory=bytearray)  # to be written to the socket (tail)
+    #: Sealed buffers before `out`, in order: taken over as they are and joined once in
+    #: take_output, instead of growing `out` by a copy per chunk.
+    sealed: list[bytearray] = field(default_factory=list)
     control: list[RecordSpec] = field(default_factory=list)  # records waiting to be sealed
     sealer: Sealer | None = None
     opener: Opener | None = None
@@ -145,10 +148,11 @@ class Subflow:
                 opts[DATA_LEN_OFFSET:DATA_LEN_OFFSET + 2] = len(piece).to_bytes(2, "big")
                 wire += build_record(RecordType.DATA, 0, bytes(opts), bytes(piece))
                 nrec += 1
-        if self.out:
-            self.out += wire
-        else:
+        if self.out and wire:
+            self.sealed.append(self.out)
             self.out = wire  # a fresh buffer of ours: no copy needed
+        elif not self.out:
+            self.out = wire
         self.send_space = max(0, self.send_space - len(wire))
         self.records_sent += nrec
         self.bytes_sent += len(data)
@@ -156,6 +160,11 @@ class Subflow:
     def take_output(self) -> bytearray:
         """Hand the bytes to write over to the adapter (SPEC section 10)."""
         out, self.out = self.out, bytearray()
+        if self.sealed:
+            self.sealed.append(out)
+            joined = bytearray().join(self.sealed)
+            self.sealed.clear()
+            return joined
         return out
 
     # ------------------------------------------------------------------ keys
@@ -206,6 +215,7 @@ class Subflow:
         self.control.clear()
         if reset:
             self.out.clear()
+            self.sealed.clear()
         self.action = "reset" if reset else "close"
         self.join_deadline = None
         self.wipe_keys()
