@@ -67,6 +67,11 @@ class SendBuffer:
         return max(0, self.limit - self.unacked)
 
     @property
+    def segments(self) -> int:
+        """Written segments still held (acknowledged ones are dropped; SPEC section 10.3)."""
+        return len(self._segs)
+
+    @property
     def unsent(self) -> int:
         """Bytes written and not yet sent once (SPEC section 10.3)."""
         return self.end - self.next_dsn

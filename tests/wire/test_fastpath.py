@@ -194,7 +194,7 @@ def test_send_buffer_chunks_stay_valid_after_acks_and_writes() -> None:
     assert first is not None and rest is not None
     assert bytes(first[1]) + bytes(rest[1]) == big + small  # a view, then a joined copy
     sb.ack(sb.next_dsn)
-    assert sb.unacked == 0 and not sb._segs  # acknowledged segments are dropped
+    assert sb.unacked == 0 and sb.segments == 0  # acknowledged segments are dropped
     sb.write(bytearray(40_000))
     assert sb.next_chunk(10) == (50_100, bytes(10))
     assert first[1] == big[:30_000] and rest[1] == big[30_000:] + small
