@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # wire.options imports this module: no import cycle at run time
+    from .wire.options import PoisonReason
+
 
 class MptcpsecError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -105,3 +110,32 @@ class RecordBodyError(RecordError):
 
 class ParserFailedError(RecordError):
     """The incremental parser was fed again after it rejected input; the subflow is poisoned."""
+
+
+class ConfigError(MptcpsecError, ValueError):
+    """A configuration that cannot work (the message says which field and why)."""
+
+
+class ConnectionError_(MptcpsecError):
+    """The connection failed; the message says why (no clean subflow left, peer abort...)."""
+
+
+class TlsStreamError(MptcpsecError):
+    """The TLS session over the multipath stream failed (bad record MAC, alert, ...)."""
+
+
+class ProtocolViolation(MptcpsecError):
+    """A peer broke a record rule on one subflow, which is then poisoned (SPEC section 3.5).
+
+    Record handlers raise it; the engine catches it once per subflow and poisons that
+    subflow with `reason` (a PoisonReason, also sent to the peer) and `detail` (for people).
+    """
+
+    def __init__(self, reason: PoisonReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class StateTransitionError(MptcpsecError, AssertionError):
+    """An engine state change that the transition table does not allow (a bug, never input)."""

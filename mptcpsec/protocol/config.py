@@ -8,16 +8,14 @@ from ..crypto.aead import Algorithm
 from ..crypto.psk import PskConfig
 from ..crypto.splitpath import SplitPathConfig
 from ..crypto.tls_keys import TlsConfig
-from ..errors import MptcpsecError
+from ..errors import ConfigError
 from ..wire.header import DEFAULT_MAX_PLAINTEXT, MAX_PLAINTEXT
 
 MODES = ("mptcpsec", "plain", "tls-over-plain")
 KEY_EXCHANGES = ("tls", "split-path", "psk")
 REJOIN_POLICIES = ("never", "allow")
 
-
-class ConfigError(MptcpsecError, ValueError):
-    """A configuration that cannot work (the message says which field and why)."""
+__all__ = ["KEY_EXCHANGES", "MODES", "REJOIN_POLICIES", "ConfigError", "ConnectionConfig"]
 
 
 @dataclass
@@ -66,6 +64,7 @@ class ConnectionConfig:
     batch_bytes: int = 256 * 1024
 
     def validate(self) -> None:
+        """Raise ConfigError for a field that cannot work (SPEC section 8 limits)."""
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
         if self.key_exchange not in KEY_EXCHANGES:
@@ -93,12 +92,14 @@ class ConnectionConfig:
 
     @property
     def path_manager_name(self) -> str:
+        """The path manager to use by name (SPEC section 10.6)."""
         if self.path_manager is not None:
             return self.path_manager
         return "fullmesh" if self.join_announced else "configured"
 
     @property
     def update_after(self) -> int:
+        """Records per key before a key update (SPEC sections 6.2, 10.3)."""
         if self.key_update_records is not None:
             return self.key_update_records
         return self.algorithm.safe_record_limit // 2

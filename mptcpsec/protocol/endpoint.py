@@ -13,14 +13,13 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from ..crypto.keyschedule import Role
-from ..crypto.rfc8684 import token_from_key
 from ..errors import MptcpsecError
 from ..wire.header import HEADER_LEN, RecordHeader, RecordType
-from ..wire.options import MpCapable, MpJoinSyn, MpsSubflow
+from ..wire.options import MpCapable, MpJoinSyn, MpsSubflow, MptcpOption
 from ..wire.records import check_header, check_record
 from .config import ConnectionConfig
 from .connection import Connection, ConnectionState
-from .events import JoinRefused
+from .events import JoinRefused, Refusal, RefusalReason
 
 Address = tuple[str, int]
 
@@ -36,9 +35,10 @@ class Routed:
 
 @dataclass
 class Rejected:
-    """Reset the socket: its first record was not acceptable."""
+    """Reset the socket: its first record was not acceptable (SPEC sections 10.1, 10.2)."""
 
     reason: str
+    code: RefusalReason = RefusalReason.MALFORMED_FIRST_RECORD
 
 
 @dataclass
@@ -63,7 +63,7 @@ class ServerEndpoint:
         self._evicted: list[Hashable] = []
         #: JOINs that may have overtaken the last handshake message of their connection
         #: on another path: (pending, decoded options, body, bytes after the record).
-        self._parked: dict[Hashable, tuple[_Pending, list, bytes, bytearray]] = {}
+        self._parked: dict[Hashable, tuple[_Pending, list[MptcpOption], bytes, bytearray]] = {}
         self._by_hid: dict[int, Connection] = {}
         self._by_token: dict[int, Connection] = {}
         self.refused: list[JoinRefused] = []
@@ -71,6 +71,7 @@ class ServerEndpoint:
 
     @property
     def connections(self) -> list[Connection]:
+        """The connections this endpoint routes to (SPEC section 10.1)."""
         return list(self._by_hid.values())
 
     def accept(self, handle: Hashable, local: Address, remote: Address, now: float) -> bool:
@@ -79,6 +80,8 @@ class ServerEndpoint:
         When the pending table is full, the oldest socket that has not completed its first
         record is evicted (see `pop_evicted`): a flood of silent connections then cannot
         lock out a client that sends its first record at once.
+
+        SPEC section 10.1.
         """
         self.forget_ended()
         if len(self._pending) + len(self._parked) >= self.max_pending:
@@ -91,26 +94,34 @@ class ServerEndpoint:
         return True
 
     def pop_evicted(self) -> list[Hashable]:
-        """Sockets evicted from the full pending table since the last call (to be reset)."""
+        """Sockets evicted from the full pending table since the last call (to be reset).
+
+        SPEC section 10.1.
+        """
         out, self._evicted = self._evicted, []
         return out
 
     def drop(self, handle: Hashable) -> None:
+        """Forget a pending socket that closed (SPEC section 10.1)."""
         self._pending.pop(handle, None)
         self._parked.pop(handle, None)
 
     def receive(self, handle: Hashable, data: bytes, now: float) -> Routed | Rejected | None:
-        """Bytes on a pending socket; None while its first record is incomplete."""
+        """Bytes on a pending socket; None while its first record is incomplete.
+
+        SPEC section 10.1.
+        """
         parked = self._parked.get(handle)
         if parked is not None:
             parked[3].extend(data)
             if len(parked[3]) > self.config.receive_window:
                 del self._parked[handle]
-                return Rejected("too much data behind a JOIN waiting for its connection")
+                return Rejected("too much data behind a JOIN waiting for its connection",
+                                RefusalReason.PARKED_OVERFLOW)
             return None
         p = self._pending.get(handle)
         if p is None:
-            return Rejected("unknown socket")
+            return Rejected("unknown socket", RefusalReason.UNKNOWN_SOCKET)
         p.buf += data
         if len(p.buf) < HEADER_LEN:
             return None
@@ -142,35 +153,38 @@ class ServerEndpoint:
         caps = [o for o in decoded if isinstance(o, MpCapable)]
         subs = [o for o in decoded if isinstance(o, MpsSubflow)]
         if len(caps) != 1 or caps[0].sender_key is None:
-            return Rejected("first HANDSHAKE record without an MP_CAPABLE handshake id")
+            return Rejected("first HANDSHAKE record without an MP_CAPABLE handshake id",
+                            RefusalReason.NO_HANDSHAKE_ID)
         hid = caps[0].sender_key
         path = subs[0].subflow_id if subs else 0
         conn = self._by_hid.get(hid)
         new = conn is None
         if conn is None:
             if len(self._by_hid) >= self.max_connections:
-                return Rejected("connection limit reached")
+                return Rejected("connection limit reached", RefusalReason.CONNECTION_LIMIT)
             conn = Connection(self.config, Role.SERVER, now, handshake_id=hid)
             self._by_hid[hid] = conn
         elif conn.state is not ConnectionState.HANDSHAKE:
-            return Rejected("handshake id of a connection past its handshake")
+            return Rejected("handshake id of a connection past its handshake",
+                            RefusalReason.PAST_HANDSHAKE)
         if path >= conn.kx_paths:
             if new:
                 del self._by_hid[hid]
             return Rejected(f"handshake on path {path}: the key exchange uses "
-                            f"{conn.kx_paths} path(s)")
+                            f"{conn.kx_paths} path(s)", RefusalReason.HANDSHAKE_PATH)
         try:
             conn.attach_subflow(path, p.local, p.remote, now, initial=True)
         except MptcpsecError as exc:
-            return Rejected(str(exc))
+            return Rejected(str(exc), RefusalReason.SUBFLOW_ID_IN_USE)
         conn.receive(path, data, now)
         return Routed(conn, path, new)
 
-    def _join(self, handle: Hashable, p: _Pending, decoded: list, body: bytes,
+    def _join(self, handle: Hashable, p: _Pending, decoded: list[MptcpOption], body: bytes,
               rest: bytearray, now: float) -> Routed | Rejected | None:
         syn = decoded[0]
         if not isinstance(syn, MpJoinSyn):
-            return Rejected("first JOIN record is not an MP_JOIN SYN")
+            return Rejected("first JOIN record is not an MP_JOIN SYN",
+                            RefusalReason.NOT_A_JOIN_SYN)
         sid = next(o.subflow_id for o in decoded if isinstance(o, MpsSubflow))
         self._index_tokens()
         conn = self._by_token.get(syn.token)
@@ -182,21 +196,25 @@ class ServerEndpoint:
             self._parked[handle] = (p, decoded, body, rest)
             return None
         if conn is None or conn.ended:
-            return self._refuse(f"unknown token {syn.token:#010x}", p, now)
+            return self._refuse(Refusal(RefusalReason.UNKNOWN_TOKEN,
+                                        f"unknown token {syn.token:#010x}"), p, now)
         try:
             sub = conn.attach_subflow(sid, p.local, p.remote, now, initial=False)
         except MptcpsecError as exc:
-            return self._refuse(str(exc), p, now, conn)
-        reason = conn.server_join(sub, syn, body)
-        if reason is not None:
+            return self._refuse(Refusal(RefusalReason.SUBFLOW_ID_IN_USE, str(exc)), p, now, conn)
+        refusal = conn.server_join(sub, syn, body)
+        if refusal is not None:
             del conn.subflows[sid]
-            return self._refuse(reason, p, now, conn)
+            return self._refuse(refusal, p, now, conn)
         if rest:
             conn.receive(sid, bytes(rest), now)
         return Routed(conn, sid, False)
 
     def retry_parked(self, now: float) -> list[tuple[Hashable, Routed | Rejected]]:
-        """Route parked JOINs again (call when a connection completed its handshake)."""
+        """Route parked JOINs again (call when a connection completed its handshake).
+
+        SPEC section 10.1.
+        """
         parked, self._parked = self._parked, {}
         out: list[tuple[Hashable, Routed | Rejected]] = []
         for handle, (p, decoded, body, rest) in parked.items():
@@ -208,16 +226,16 @@ class ServerEndpoint:
                 out.append((handle, result))
         return out
 
-    def _refuse(self, reason: str, p: _Pending, now: float,
+    def _refuse(self, refusal: Refusal, p: _Pending, now: float,
                 conn: Connection | None = None) -> Rejected:
-        event = JoinRefused(now, reason, f"{p.remote[0]}:{p.remote[1]}")
+        event = JoinRefused(now, refusal.detail, f"{p.remote[0]}:{p.remote[1]}", refusal.code)
         self.refused.append(event)
         del self.refused[:-100]  # bounded
         if conn is not None:
-            conn._events.append(event)
+            conn.report(event)
         if self._on_join_refused is not None:
             self._on_join_refused(event)
-        return Rejected(f"join refused: {reason}")
+        return Rejected(f"join refused: {refusal.detail}", refusal.code)
 
     def _index_tokens(self) -> None:
         for conn in self._by_hid.values():
@@ -229,12 +247,14 @@ class ServerEndpoint:
 
     @staticmethod
     def token_of(conn: Connection) -> int | None:
-        if conn.protected:
-            return conn.keys.token(Role.SERVER) if conn.keys is not None else None
-        return token_from_key(conn._local_key)
+        """The token a JOIN names `conn` by (SPEC section 5.4)."""
+        return conn.join_token()
 
     def expired(self, now: float) -> list[Hashable]:
-        """Pending sockets whose first record did not arrive in time (to be reset)."""
+        """Pending sockets whose first record did not arrive in time (to be reset).
+
+        SPEC section 10.1.
+        """
         out = [h for h, p in self._pending.items() if now >= p.deadline]
         for h in out:
             del self._pending[h]
@@ -250,7 +270,10 @@ class ServerEndpoint:
         return min(times, default=None)
 
     def forget_ended(self) -> None:
-        """Drop connections that ended (their tokens can no longer be joined)."""
+        """Drop connections that ended (their tokens can no longer be joined).
+
+        SPEC section 10.1.
+        """
         for hid, conn in list(self._by_hid.items()):
             if conn.ended:
                 del self._by_hid[hid]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, TextIO
@@ -15,6 +16,7 @@ class Event:
     time: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The event as a JSON-ready dict, `event` naming its kind (trace lines)."""
         d = {"event": self.kind}
         d.update(asdict(self))
         return d
@@ -75,11 +77,46 @@ class KeyUpdated(Event):
     generation: int
 
 
+class RefusalReason(str, enum.Enum):
+    """Why a server refused a socket's first record or a join (SPEC sections 10.1, 10.2)."""
+
+    # routing (SPEC section 10.1)
+    UNKNOWN_SOCKET = "unknown-socket"
+    MALFORMED_FIRST_RECORD = "malformed-first-record"
+    NO_HANDSHAKE_ID = "no-handshake-id"
+    CONNECTION_LIMIT = "connection-limit"
+    PAST_HANDSHAKE = "past-handshake"
+    HANDSHAKE_PATH = "handshake-path"
+    NOT_A_JOIN_SYN = "not-a-join-syn"
+    PARKED_OVERFLOW = "parked-overflow"
+    # joins (SPEC section 10.2)
+    UNKNOWN_TOKEN = "unknown-token"
+    SUBFLOW_ID_IN_USE = "subflow-id-in-use"
+    TOO_MANY_FAILED_JOINS = "too-many-failed-joins"
+    SUBFLOW_LIMIT = "subflow-limit"
+    PAIR_POISONED = "pair-poisoned"
+    NOT_ESTABLISHED = "not-established"
+    MALFORMED_NONCE = "malformed-nonce"
+    REPLAYED_NONCE = "replayed-nonce"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refusal: its reason for programs, its detail for people."""
+
+    code: RefusalReason
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
 @dataclass(frozen=True)
 class JoinRefused(Event):
     kind: ClassVar[str] = "join_refused"
     reason: str
     remote: str = ""
+    code: RefusalReason | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +150,7 @@ class TraceWriter:
         self._context = context
 
     def write(self, event: Event) -> None:
+        """One JSON line for `event` with the writer's context (the trace format)."""
         record = dict(self._context)
         record.update(event.to_dict())
         self._stream.write(json.dumps(record, default=str) + "\n")

@@ -21,12 +21,15 @@ class PathManager(abc.ABC):
         self.announce = list(announce)
 
     def addresses_to_announce(self) -> list[Address]:
-        """Server: (host, port) pairs to send in ADD_ADDR, ids 1, 2, ... in this order."""
+        """Server: (host, port) pairs to send in ADD_ADDR, ids 1, 2, ... in this order.
+
+        SPEC section 10.6.
+        """
         return list(self.announce)
 
     @abc.abstractmethod
     def join_announced(self, address_id: int, address: Address) -> bool:
-        """Client: open subflows to an address the server announced?"""
+        """Client: open subflows to an address the server announced? (SPEC section 10.6)."""
 
 
 class FullMeshPathManager(PathManager):
@@ -35,6 +38,7 @@ class FullMeshPathManager(PathManager):
     name = "fullmesh"
 
     def join_announced(self, address_id: int, address: Address) -> bool:
+        """Always: full mesh (SPEC section 10.6)."""
         return True
 
 
@@ -44,6 +48,7 @@ class ConfiguredPathManager(PathManager):
     name = "configured"
 
     def join_announced(self, address_id: int, address: Address) -> bool:
+        """Never: only the configured paths are used (SPEC section 10.6)."""
         return False
 
 

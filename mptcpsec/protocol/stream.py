@@ -24,6 +24,7 @@ class Range:
 
     @property
     def length(self) -> int:
+        """Bytes in the range (DSNs, SPEC section 5.2)."""
         return self.end - self.start
 
 
@@ -52,27 +53,36 @@ class SendBuffer:
 
     @property
     def end(self) -> int:
-        """DSN after the last byte written."""
+        """DSN after the last byte written (SPEC section 10.3)."""
         return self._tail_dsn + len(self._tail)
 
     @property
     def unacked(self) -> int:
+        """Bytes written and not yet acknowledged (SPEC section 10.3)."""
         return self.end - self.base
 
     @property
     def writable(self) -> int:
-        """Bytes the application may still write before it is pushed back."""
+        """Bytes the application may still write before it is pushed back (SPEC section 10.3)."""
         return max(0, self.limit - self.unacked)
 
     @property
+    def segments(self) -> int:
+        """Written segments still held (acknowledged ones are dropped; SPEC section 10.3)."""
+        return len(self._segs)
+
+    @property
     def unsent(self) -> int:
+        """Bytes written and not yet sent once (SPEC section 10.3)."""
         return self.end - self.next_dsn
 
     @property
     def pending_reinjection(self) -> int:
+        """Re-injected ranges wait to be sent again (SPEC section 10.4)."""
         return sum(r.length for r in self._reinject)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append application bytes after the last DSN (SPEC section 10.3)."""
         if self.fin_dsn is not None:
             raise ValueError("the stream was closed for writing")
         if isinstance(data, memoryview) and not (data.ndim == 1 and data.format == "B"
@@ -98,6 +108,7 @@ class SendBuffer:
             self._tail = bytearray()
 
     def close(self) -> None:
+        """No more writes: the DATA_FIN takes the DSN after the last byte (SPEC 5.2)."""
         if self.fin_dsn is None:
             self.fin_dsn = self.end
 
@@ -105,6 +116,8 @@ class SendBuffer:
         """Apply a cumulative DATA_ACK; returns the number of newly acknowledged bytes.
 
         An ACK beyond anything sent is ignored (the caller treats it as a protocol error).
+
+        SPEC section 10.3.
         """
         limit = self.next_dsn
         if self.fin_dsn is not None and self.next_dsn >= self.fin_dsn:
@@ -125,10 +138,14 @@ class SendBuffer:
         return acked
 
     def fin_acked(self, data_ack: int) -> bool:
+        """Whether `data_ack` covers our DATA_FIN (SPEC section 5.2)."""
         return self.fin_dsn is not None and data_ack >= self.fin_dsn + 1
 
     def reinject(self, ranges: list[Range]) -> int:
-        """Queue ranges (from a dead subflow) to be sent again; returns the bytes queued."""
+        """Queue ranges (from a dead subflow) to be sent again; returns the bytes queued.
+
+        SPEC section 10.3.
+        """
         queued = 0
         for r in ranges:
             start, end = max(r.start, self.base), min(r.end, self.next_dsn)
@@ -150,6 +167,8 @@ class SendBuffer:
         """The next bytes to put on a subflow: re-injected ranges first, then new data.
 
         The bytes are a read-only view or a copy; either stays valid after later calls.
+
+        SPEC section 10.3.
         """
         while self._reinject:
             r = self._reinject[0]
@@ -171,7 +190,7 @@ class SendBuffer:
         return None
 
     def peek(self, start: int, end: int) -> bytes | memoryview:
-        """Bytes of [start, end) still held (for redundant scheduling)."""
+        """Bytes of [start, end) still held (for redundant scheduling) (SPEC section 10.3)."""
         start = max(start, self.base)
         return self._slice(start, max(start, end))
 
@@ -213,37 +232,42 @@ class ReassemblyBuffer:
         self._ready_off = 0
         self._ready_len = 0
         self._starts: list[int] = []  # out-of-order segments, sorted, non-overlapping
-        self._segs: dict[int, bytes] = {}
+        self._segs: dict[int, bytes | bytearray] = {}
         self._ooo_bytes = 0
         self.duplicates = 0  # bytes received more than once
         self.fin_dsn: int | None = None
 
     @property
     def readable(self) -> int:
+        """In-order bytes read() returns now (SPEC section 5.2)."""
         return self._ready_len
 
     @property
     def buffered(self) -> int:
+        """Bytes held: in order and out of order (SPEC section 10.3 window)."""
         return self._ready_len + self._ooo_bytes
 
     @property
     def free_window(self) -> int:
-        """Bytes the peer may still send beyond next_dsn."""
+        """Bytes the peer may still send beyond next_dsn (SPEC section 5.2)."""
         return max(0, self.window - self.buffered)
 
     @property
     def window_edge(self) -> int:
-        """First DSN beyond what the receiver accepts now."""
+        """First DSN beyond what the receiver accepts now (SPEC section 5.2)."""
         return self.next_dsn + self.window - self._ready_len
 
     @property
     def at_eof(self) -> bool:
+        """Every byte before the peer's DATA_FIN was read (SPEC section 5.2)."""
         return self.fin_dsn is not None and self.next_dsn >= self.fin_dsn and not self._ready_len
 
-    def receive(self, dsn: int, data: bytes) -> int:
+    def receive(self, dsn: int, data: bytes | bytearray) -> int:
         """Add a mapped range; returns the bytes that became newly in order.
 
         Raises ValueError for data beyond the advertised window (a peer bug or attack).
+
+        SPEC section 5.2.
         """
         end = dsn + len(data)
         if end > self.window_edge and end > self.next_dsn:
@@ -278,11 +302,11 @@ class ReassemblyBuffer:
             return self.next_dsn - dsn
         return self.receive(dsn, pieces[0] if len(pieces) == 1 else b"".join(pieces))
 
-    def _store(self, dsn: int, data: bytes) -> None:
+    def _store(self, dsn: int, data: bytes | bytearray) -> None:
         # Trim against existing segments so that stored bytes never overlap.
         end = dsn + len(data)
         i = bisect.bisect_right(self._starts, dsn) - 1
-        pieces: list[tuple[int, bytes]] = []
+        pieces: list[tuple[int, bytes | bytearray]] = []
         cur = dsn
         j = max(i, 0)
         while cur < end:
@@ -318,6 +342,7 @@ class ReassemblyBuffer:
                 self.duplicates += len(piece)
 
     def set_fin(self, dsn: int) -> None:
+        """The peer's DATA_FIN: the stream ends at `dsn` (SPEC section 5.2)."""
         self.fin_dsn = dsn
 
     def _append(self, data: bytes | bytearray | memoryview) -> None:
@@ -326,6 +351,7 @@ class ReassemblyBuffer:
             self._ready_len += len(data)
 
     def read(self, max_bytes: int = -1) -> bytes:
+        """Take up to `max_bytes` in-order bytes; the window opens (SPEC 10.3)."""
         n = self._ready_len if max_bytes < 0 else min(max_bytes, self._ready_len)
         if n <= 0:
             return b""

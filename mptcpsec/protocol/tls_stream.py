@@ -17,11 +17,9 @@ from OpenSSL import SSL
 from ..crypto.certs import add_trusted_certificates, generate_self_signed, parse_fingerprint
 from ..crypto.keyschedule import Role
 from ..crypto.tls_keys import TlsConfig
-from ..errors import MptcpsecError
+from ..errors import TlsStreamError
 
-
-class TlsStreamError(MptcpsecError):
-    """The TLS session over the multipath stream failed (bad record MAC, alert, ...)."""
+__all__ = ["TlsAppStream", "TlsOverStream", "TlsStreamError"]
 
 
 class TlsOverStream:
@@ -57,7 +55,7 @@ class TlsOverStream:
         self._pending_app = bytearray()
 
     def start(self) -> bytes:
-        """The client's first flight (empty for the server)."""
+        """The client's first flight (empty for the server) (SPEC section 7.6)."""
         self._advance()
         return self._drain_bio()
 
@@ -90,7 +88,10 @@ class TlsOverStream:
         return bytes(out)
 
     def receive(self, data: bytes) -> tuple[bytes, bytes]:
-        """Feed TLS bytes from the stream; returns (application bytes, TLS bytes to send)."""
+        """Feed TLS bytes from the stream; returns (application bytes, TLS bytes to send).
+
+        SPEC section 7.6.
+        """
         if data:
             self._conn.bio_write(data)
         self._advance()
@@ -121,7 +122,7 @@ class TlsOverStream:
             view = view[n:]
 
     def send(self, data: bytes) -> bytes:
-        """Encrypt application bytes; returns TLS bytes for the stream."""
+        """Encrypt application bytes; returns TLS bytes for the stream (SPEC section 7.6)."""
         if not self.handshake_done:
             self._pending_app += data
             return self._drain_bio()
@@ -132,9 +133,71 @@ class TlsOverStream:
         return self._drain_bio()
 
     def close(self) -> bytes:
-        """The TLS close_notify alert (and anything still pending), for the stream."""
+        """The TLS close_notify alert (and anything still pending), for the stream.
+
+        SPEC section 7.6.
+        """
         if not self.handshake_done:
             return self._drain_bio()
         with contextlib.suppress(SSL.Error):
             self._conn.shutdown()
         return self._drain_bio()
+
+
+class TlsAppStream:
+    """The application's view of a `tls-over-plain` connection (SPEC section 7.6).
+
+    It sits between the application and the connection's plain byte stream: writes are
+    encrypted into the send buffer, the stream's bytes are decrypted into a bounded
+    buffer that the application reads. Any TLS failure raises TlsStreamError, which the
+    engine turns into a failed connection (the comparison this mode exists for).
+    """
+
+    def __init__(self, role: Role, config: TlsConfig | None, limit: int) -> None:
+        self.tls = TlsOverStream(role, config)
+        self.limit = limit  # decrypted bytes held for the application at most
+        self.buf = bytearray()
+
+    def start(self) -> bytes:
+        """The client's first TLS flight for the stream (empty for the server).
+
+        SPEC section 7.6.
+        """
+        return self.tls.start()
+
+    def send(self, data: bytes) -> bytes:
+        """Application bytes in, TLS bytes for the stream out (SPEC section 7.6)."""
+        return self.tls.send(data)
+
+    def close(self) -> bytes:
+        """close_notify, to be written before the stream's DATA_FIN (SPEC section 7.6)."""
+        return self.tls.close()
+
+    @property
+    def readable(self) -> int:
+        """Decrypted bytes waiting for the application (SPEC section 7.6)."""
+        return len(self.buf)
+
+    def read(self, max_bytes: int = -1) -> bytes:
+        """Take up to `max_bytes` decrypted bytes (all when negative) (SPEC section 7.6)."""
+        n = len(self.buf) if max_bytes < 0 else min(max_bytes, len(self.buf))
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def pump(self, stream_bytes: bytes) -> bytes:
+        """Feed bytes read from the plain stream; returns TLS bytes to write back.
+
+        SPEC section 7.6.
+        """
+        plain, out = self.tls.receive(stream_bytes)
+        self.buf += plain
+        return out
+
+    @property
+    def room(self) -> int:
+        """How many stream bytes to take now without exceeding the buffer limit.
+
+        SPEC section 7.6.
+        """
+        return max(0, self.limit - len(self.buf))

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from mptcpsec.crypto.keyschedule import Role, Secret
 from mptcpsec.crypto.psk import PskConfig
 from mptcpsec.protocol.config import ConnectionConfig
-from mptcpsec.protocol.connection import CloseSubflow, Connection, OpenSubflow
-from mptcpsec.protocol.endpoint import Rejected, Routed, ServerEndpoint
 from mptcpsec.protocol.events import Event, SubflowClosed, SubflowPoisoned
+from mptcpsec.testing import EnginePair, PairLink
 from mptcpsec.wire.header import HEADER_LEN, RecordHeader, RecordType
 
 C2S, S2C = "c2s", "s2c"
@@ -44,18 +43,16 @@ Attack = Callable[[str, int, bytes], Verdict]  # (direction, index on this path+
 
 
 @dataclass
-class Link:
+class Link(PairLink):
     """One TCP connection of one path, as the two engines and the attacker see it."""
 
-    path: int
-    client_sid: int
-    handle: object = field(default_factory=object)
-    server_sid: int | None = None
-    rejected: str | None = None
-    cut: bool = False
     rx: dict[str, bytearray] = field(default_factory=lambda: {C2S: bytearray(),
                                                                S2C: bytearray()})
     count: dict[str, int] = field(default_factory=lambda: {C2S: 0, S2C: 0})
+
+    @property
+    def cut(self) -> bool:
+        return self.closed
 
 
 @dataclass
@@ -110,18 +107,15 @@ def split_records(buf: bytearray) -> list[bytes]:
     return out
 
 
-class Bench:
+class Bench(EnginePair):
     """Client engine, server endpoint, and an attacker on one path; see the module doc."""
 
     def __init__(self, config: ConnectionConfig, *, paths: int = 2, attacked: int = 1,
                  attack: Attack | None = None, rtts: tuple[float, ...] = (0.05, 0.01, 0.03),
                  payload: int = 48 * 1024, seed: int = 1, max_time: float = 200.0,
                  write_per_step: int = 3000) -> None:
+        super().__init__(config)
         self.config = config
-        self.now = 0.0
-        self.client = Connection(config, Role.CLIENT, self.now)
-        self.endpoint = ServerEndpoint(config)
-        self.server: Connection | None = None
         self.paths = paths
         self.attacked = attacked
         self.attack = attack
@@ -133,60 +127,28 @@ class Bench:
         self.sent_s = rnd.randbytes(payload + 777)
         self.got_c = bytearray()
         self.got_s = bytearray()
-        self.links: dict[int, Link] = {}  # by client subflow id
-        self.client_events: list[Event] = []
-        self.server_events: list[Event] = []
-        self.rejected: list[str] = []
         self.records: dict[tuple[int, str], list[bytes]] = {}
-        self._written_c = 0
-        self._written_s = 0
-        self._server_app_started = False
+        self.written_c = 0
+        self.written_s = 0
         self.hooks: list[Callable[[Bench], None]] = []  # run once per step (scenarios)
 
     # ------------------------------------------------------------------ TCP
 
-    def open_path(self, path: int) -> int:
-        host = f"127.0.0.{path + 1}"
-        sid = self.client.add_subflow((host, 40000 + path), (host, 7000), self.now)
-        link = Link(path, sid)
-        assert self.endpoint.accept(link.handle, (host, 7000), (host, 40000 + path), self.now)
-        self.links[sid] = link
-        return sid
+    def make_link(self, path: int, client_sid: int) -> Link:
+        return Link(path, client_sid)
 
-    def _to_server(self, link: Link, data: bytes) -> None:
-        if link.cut or link.rejected:
+    def to_server(self, link: PairLink, data: bytes | bytearray) -> None:
+        """Deliver at the server end; a socket the endpoint refuses is reset."""
+        if link.closed or link.rejected:
             return
-        if link.server_sid is None:
-            r = self.endpoint.receive(link.handle, data, self.now)
-            if isinstance(r, Rejected):
-                link.rejected = r.reason
-                self.rejected.append(r.reason)
-                self._cut(link, reset=True)
-            elif isinstance(r, Routed):
-                link.server_sid = r.subflow_id
-                self.server = r.connection
-        else:
-            assert self.server is not None
-            self.server.receive(link.server_sid, data, self.now)
+        super().to_server(link, data)
+        if link.rejected:
+            self.cut(link, reset=True)
 
-    def _to_client(self, link: Link, data: bytes) -> None:
-        if not link.cut:
-            self.client.receive(link.client_sid, data, self.now)
-
-    def _cut(self, link: Link, reset: bool) -> None:
-        """The TCP connection ends (FIN both ways, or RST): both engines are told."""
-        if link.cut:
-            return
-        link.cut = True
-        self.client.transport_closed(link.client_sid, self.now, reset=reset)
-        if link.server_sid is not None and self.server is not None:
-            self.server.transport_closed(link.server_sid, self.now, reset=reset)
-        elif link.rejected is None:
-            self.endpoint.drop(link.handle)
-
-    def _carry(self, link: Link, direction: str, data: bytes) -> None:
+    def carry(self, link: PairLink, direction: str, data: bytes | bytearray) -> None:
         """Bytes one engine wrote on a link: through the attacker if on the attacked path."""
-        deliver = self._to_server if direction == C2S else self._to_client
+        assert isinstance(link, Link)
+        deliver = self.to_server if direction == C2S else self.to_client
         key = (link.path, direction)
         buf = link.rx[direction]
         buf += data
@@ -200,7 +162,7 @@ class Bench:
             items = verdict if isinstance(verdict, list) else [verdict]
             for item in items:
                 if isinstance(item, Cut):
-                    self._cut(link, item.reset)
+                    self.cut(link, item.reset)
                 elif item:
                     deliver(link, item)
 
@@ -210,23 +172,23 @@ class Bench:
         """The applications: write (a little per step), close, read; True if they wrote."""
         c, s = self.client, self.server
         wrote = False
-        if c.established and self._written_c < len(self.sent_c):
-            n = min(c.send_buffer_space, len(self.sent_c) - self._written_c,
+        if c.established and self.written_c < len(self.sent_c):
+            n = min(c.send_buffer_space, len(self.sent_c) - self.written_c,
                     self.write_per_step)
             if n > 0:
-                c.send(self.sent_c[self._written_c:self._written_c + n])
-                self._written_c += n
+                c.send(self.sent_c[self.written_c:self.written_c + n])
+                self.written_c += n
                 wrote = True
-            if self._written_c == len(self.sent_c):
+            if self.written_c == len(self.sent_c):
                 c.close()
-        if s is not None and s.established and self._written_s < len(self.sent_s):
-            n = min(s.send_buffer_space, len(self.sent_s) - self._written_s,
+        if s is not None and s.established and self.written_s < len(self.sent_s):
+            n = min(s.send_buffer_space, len(self.sent_s) - self.written_s,
                     self.write_per_step)
             if n > 0:
-                s.send(self.sent_s[self._written_s:self._written_s + n])
-                self._written_s += n
+                s.send(self.sent_s[self.written_s:self.written_s + n])
+                self.written_s += n
                 wrote = True
-            if self._written_s == len(self.sent_s):
+            if self.written_s == len(self.sent_s):
                 s.close()
         for conn, got, sent in ((c, self.got_c, self.sent_s), (s, self.got_s, self.sent_c)):
             if conn is None:
@@ -241,79 +203,36 @@ class Bench:
         return wrote
 
     def _step(self) -> bool:
-        moved = False
         for hook in self.hooks:
             hook(self)
-        for sid in list(self.client.subflows):
-            link = self.links.get(sid)
-            rtt = self.rtts[link.path] if link is not None else 0.02
-            self.client.update_path(sid, rtt=rtt, send_space=1 << 20)
-        if self.server is not None:
-            for link in self.links.values():
-                if link.server_sid is not None:
-                    self.server.update_path(link.server_sid, rtt=self.rtts[link.path],
-                                            send_space=1 << 20)
-        moved = self._app() or moved
-        for sid, data in self.client.data_to_send(self.now):
-            link = self.links.get(sid)
-            if link is not None and not link.cut:
-                self._carry(link, C2S, data)
-                moved = True
-        if self.server is not None:
-            back = {link.server_sid: link for link in self.links.values()
-                    if link.server_sid is not None}
-            for ssid, data in self.server.data_to_send(self.now):
-                link = back.get(ssid)
-                if link is not None and not link.cut:
-                    self._carry(link, S2C, data)
-                    moved = True
-        while (cmd := self.client.next_command()) is not None:
-            if isinstance(cmd, CloseSubflow):
-                link = self.links.get(cmd.subflow_id)
-                if link is not None:
-                    self._cut(link, cmd.reset)
-            elif isinstance(cmd, OpenSubflow):
-                pass  # scenarios open paths themselves
-        if self.server is not None:
-            while (cmd := self.server.next_command()) is not None:
-                if isinstance(cmd, CloseSubflow):
-                    for link in self.links.values():
-                        if link.server_sid == cmd.subflow_id:
-                            self._cut(link, cmd.reset)
-        for conn, sink in ((self.client, self.client_events), (self.server, self.server_events)):
-            while conn is not None and (e := conn.next_event()) is not None:
-                sink.append(e)
-                moved = True
-        return moved
-
-    def done(self) -> bool:
-        s = self.server
-        return self.client.ended and (s is None or s.ended)
+        self.set_paths(rtt=lambda link: self.rtts[link.path])
+        moved = self._app()
+        moved = self.exchange(c2s=lambda link, data: self.carry(link, C2S, data),
+                              s2c=lambda link, data: self.carry(link, S2C, data)) or moved
+        self.run_commands()  # OpenSubflow requests are recorded: scenarios open paths
+        return self.collect_events() or moved
 
     def run(self) -> RunResult:
         """Step until both ends ended (or the simulated time budget is spent)."""
         for _ in range(200_000):
-            if self.done():
+            if self.done:
                 break
             if self._step():
                 continue
             self._app()
-            timers = [t for t in (self.client.get_timer(),
-                                  self.server.get_timer() if self.server else None)
-                      if t is not None]
-            if not timers:
+            deadline = self.next_deadline()
+            if deadline is None:
                 break
-            self.now = max(self.now, min(timers)) + 1e-6
-            if self.now > self.max_time:
+            now = max(self.now, deadline) + 1e-6
+            if now > self.max_time:
+                self.now = now
                 break
-            self.client.handle_timer(self.now)
-            if self.server is not None:
-                self.server.handle_timer(self.now)
+            self.advance(now)
         self._step()
         return RunResult(self.client_events, self.server_events, self.sent_c, self.sent_s,
                          bytes(self.got_c), bytes(self.got_s), self.client.error,
                          self.server.error if self.server else None, self.rejected,
-                         self.records, self.now, not self.done(),
+                         self.records, self.now, not self.done,
                          {link.path: (link.client_sid, link.server_sid)
                           for link in self.links.values()})
 
@@ -368,7 +287,7 @@ def split_path_signals(attack: Attack | None) -> Bench:
     def prio(bench: Bench) -> None:
         # Once data flows, the client marks path 1 as backup, then regular again.
         sub = bench.client.subflows.get(1)
-        if not state["prio"] and bench._written_c and sub is not None and sub.usable:
+        if not state["prio"] and bench.written_c and sub is not None and sub.usable:
             state["prio"] = True
             bench.client.set_backup(1, True)
             bench.client.set_backup(1, False)
@@ -389,7 +308,7 @@ def three_paths_report(attack: Attack | None) -> Bench:
     b.open_path(0)
     b.hooks.append(_join_when_established(1))
     b.hooks.append(_join_when_established(2))
-    orig = b._carry
+    orig = b.carry
 
     def carry(link: Link, direction: str, data: bytes) -> None:
         # A second attacker on path 2 flips a tag bit of its 4th c2s DATA record.
@@ -405,11 +324,11 @@ def three_paths_report(attack: Attack | None) -> Bench:
                 if rec[1] == RecordType.DATA and flipped.get("joined") and not flipped["done"]:
                     flipped["done"] = True
                     rec = rec[:-1] + bytes([rec[-1] ^ 1])
-                b._to_server(link, rec)
+                b.to_server(link, rec)
             return
         orig(link, direction, data)
 
-    b._carry = carry  # type: ignore[method-assign]
+    b.carry = carry  # type: ignore[method-assign]
     return b
 
 

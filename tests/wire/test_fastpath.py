@@ -1,4 +1,4 @@
-"""The engine's fast paths (found by profiling the transfer bench) agree with the general rules.
+"""The fast paths (wire/fastpath.py, found by profiling) agree with the general rules.
 
 DATA and acknowledgement records we send have one option layout each; the engine parses
 those with one struct unpack and everything else with the full codec. The buffers copy
@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mptcpsec.errors import MptcpsecError
-from mptcpsec.protocol.connection import _ACK_OPTS, _ACK_OPTS_FIXED, _fast_data_opts
 from mptcpsec.protocol.stream import Range, ReassemblyBuffer, SendBuffer
+from mptcpsec.wire import fastpath
+from mptcpsec.wire.fastpath import ACK_OPTS, ACK_OPTS_FIXED, DataOptions, parse_data
 from mptcpsec.wire.header import RecordType
 from mptcpsec.wire.options import Dss, MpsWindow, encode_options
 from mptcpsec.wire.records import check_record
@@ -30,7 +31,7 @@ def test_fast_data_options_match_the_codec(ack: int, dsn: int, n: int, fin: bool
                                            edge: int) -> None:
     opts = encode_options([Dss(data_ack=ack, dsn=dsn, ssn=0, data_len=n + fin, data_fin=fin),
                            MpsWindow(edge)])
-    assert _fast_data_opts(opts) == (ack, dsn, n + fin, fin, edge)
+    assert parse_data(opts) == DataOptions(ack, dsn, n + fin, fin, edge)
     if n or fin:
         decoded = check_record(RecordType.DATA, 0, opts, n)
         assert decoded[0].data_ack == ack and decoded[0].dsn == dsn
@@ -49,10 +50,11 @@ def test_fast_data_options_never_accept_what_the_codec_refuses(base: bytes, flip
                                          ssn=0, data_len=100), MpsWindow(rng.getrandbits(64))]))
     for i in flips:
         good[i] = base[i]
-    fast = _fast_data_opts(bytes(good))
+    fast = parse_data(bytes(good))
     if fast is None:
         return
-    ack, dsn, dlen, fin, edge = fast
+    ack, dsn, dlen, fin, edge = (fast.data_ack, fast.dsn, fast.data_len, fast.data_fin,
+                                 fast.window_edge)
     if dlen == 0:
         return  # no plaintext and no DATA_FIN: the engine's caller refuses it as well
     try:
@@ -69,12 +71,12 @@ def test_fast_data_options_never_accept_what_the_codec_refuses(base: bytes, flip
 def test_fast_ack_layout_is_exactly_the_codecs_ack(ack: int, edge: int,
                                                    flips: list[tuple[int, int]]) -> None:
     opts = bytearray(encode_options([Dss(data_ack=ack), MpsWindow(edge)]))
-    assert len(opts) == _ACK_OPTS.size
+    assert len(opts) == ACK_OPTS.size
     for i, v in flips:
         opts[i] = v
-    fields = _ACK_OPTS.unpack(bytes(opts))
+    fields = ACK_OPTS.unpack(bytes(opts))
     fixed = fields[:4] + fields[5:9]
-    if fixed != _ACK_OPTS_FIXED:
+    if fixed != ACK_OPTS_FIXED:
         return  # the engine takes the general path
     decoded = check_record(RecordType.CONTROL, 0, bytes(opts), 0)
     assert decoded == [Dss(data_ack=fields[4]), MpsWindow(fields[9])]
@@ -146,7 +148,9 @@ def _established(window: int = 1 << 20):
 def _seal_run(lb, pieces: list[tuple[int, bytes]]) -> bytes:
     """DATA records from the client's own sealer, at the DSNs given (offsets from its IDSN)."""
     sub = lb.client.subflows[0]
-    template, seq_off, len_off = lb.client._data_template()
+    rb = lb.client.recvbuf  # what the client would acknowledge and advertise now
+    template = fastpath.data_template(rb.next_dsn, rb.window_edge)
+    seq_off, len_off = fastpath.DATA_DSN_OFFSET, fastpath.DATA_LEN_OFFSET
     base = lb.client.sendbuf.base
     return b"".join(bytes(sub.sealer.seal_chunks(data, len(data), RecordType.DATA, 0, template,
                                                  seq_off=seq_off, seq_base=base + off,
@@ -190,7 +194,7 @@ def test_send_buffer_chunks_stay_valid_after_acks_and_writes() -> None:
     assert first is not None and rest is not None
     assert bytes(first[1]) + bytes(rest[1]) == big + small  # a view, then a joined copy
     sb.ack(sb.next_dsn)
-    assert sb.unacked == 0 and not sb._segs  # acknowledged segments are dropped
+    assert sb.unacked == 0 and sb.segments == 0  # acknowledged segments are dropped
     sb.write(bytearray(40_000))
     assert sb.next_chunk(10) == (50_100, bytes(10))
     assert first[1] == big[:30_000] and rest[1] == big[30_000:] + small
@@ -199,10 +203,10 @@ def test_send_buffer_chunks_stay_valid_after_acks_and_writes() -> None:
 @settings(max_examples=200, deadline=None)
 @given(ack=U64, edge=U64)
 def test_packed_ack_and_data_template_equal_the_codec(ack: int, edge: int) -> None:
-    from mptcpsec.protocol.connection import _DATA_OPTS, _ack_spec
     from mptcpsec.wire.records import control_spec
 
-    assert _ack_spec(ack, edge) == control_spec([Dss(data_ack=ack), MpsWindow(edge)])
-    packed = _DATA_OPTS.pack(30, 26, 0x20, 0x0F, ack, 0, 0, 0, 30, 12, 0xF1, 0, edge)
+    assert fastpath.ack_spec(ack, edge) == control_spec([Dss(data_ack=ack), MpsWindow(edge)])
+    assert fastpath.parse_ack(fastpath.ack_options(ack, edge)) == (ack, edge)
+    packed = fastpath.data_template(ack, edge)
     assert packed == encode_options([Dss(data_ack=ack, dsn=0, ssn=0, data_len=0),
                                      MpsWindow(edge)])
