@@ -23,7 +23,7 @@ SERVER_PORT = 7000
 CLIENT_PORT_BASE = 40000
 
 #: Where the bytes one engine wrote on a link go: (link, data) -> None.
-Carrier = Callable[["PairLink", bytes], None]
+Carrier = Callable[["PairLink", bytes | bytearray], None]
 
 
 @dataclass

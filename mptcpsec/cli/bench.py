@@ -264,6 +264,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
     from ..perf import transfer
 
     if args.net == "netns":
+        args.bytes_default = transfer.TransferConfig.nbytes
         return _netns(net.run_transfer, args)
     if any(s < 1 or s > 8 for s in args.subflows):
         raise SystemExit("mptcpsec bench transfer: subflows must be 1..8")

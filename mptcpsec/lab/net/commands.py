@@ -158,10 +158,10 @@ def run_transfer(args: argparse.Namespace) -> int:
     paths = _paths(args)
     if len(paths) < 2:
         raise NetCliError("--net netns transfer needs two --path at least (split-path)")
-    from ...perf.transfer import TransferConfig
-
-    # the loopback default (256 MB) would take minutes per row at tens of Mbit/s
-    nbytes = NETNS_TRANSFER_BYTES if args.bytes == TransferConfig.nbytes else args.bytes
+    # the loopback default (256 MB) would take minutes per row at tens of Mbit/s: the
+    # caller says which default it has (``bytes_default``), this package imports no perf
+    default = getattr(args, "bytes_default", None)
+    nbytes = NETNS_TRANSFER_BYTES if args.bytes == default else args.bytes
     t0 = time.monotonic()
     rows, meta = run(paths, nbytes=nbytes, repeats=args.repeats,
                      progress=_progress(args.quiet))

@@ -155,7 +155,11 @@ def test_mptcp_aware_forgeries_against_the_kernel_and_mptcpsec(no_leftovers):
     assert strip.attacker[0]["packet"] == 1 and strip.intact  # silently plain TCP
     assert not any(ln.startswith("[CREATED]") for ln in strip.kernel["monitor"])
     fin = runs["data-fin"]
-    assert fin.outcome == "truncated" and fin.bytes_echoed < plan.nbytes
+    # the forged DATA_FIN ends the kernel's stream early: the echo is cut short, or the
+    # connection dies with it, depending on where the forgery lands (both seen)
+    assert fin.attacker[0]["action"] == "data-fin"
+    assert fin.outcome in ("truncated", "killed") and not fin.intact
+    assert fin.bytes_echoed < plan.nbytes
     fc = runs["mp-fastclose"]
     assert fc.attacker[0]["action"] == "mp-fastclose" and not fc.intact
     assert fc.outcome == "killed"
