@@ -839,8 +839,8 @@ class Connection(RecordReceiving, Ending):
     def _schedule_data(self) -> None:
         """Seal new and re-injected data on the scheduler's picks (SPEC 10.3)."""
         sb = self.sendbuf
-        if sb is None:
-            return
+        if sb is None or (not sb.pending_reinjection and sb.unsent == 0):
+            return  # nothing to send: the common case at a receiver
         for subs, dsn, data in batches(sb, self.subflows, self._scheduler, self.acks.peer_edge,
                                        self.config.batch_bytes):
             for sub in subs:
