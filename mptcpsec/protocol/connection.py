@@ -96,7 +96,11 @@ _Handler = Callable[[Subflow, int, bytes, "bytes | bytearray"], None]
 
 
 class Connection(RecordReceiving, Ending):
-    """One multipath connection, client or server role."""
+    """One multipath connection, client or server role (SPEC section 10).
+
+    The receive path (receiving.py) and the ending paths (ending.py) are mixins; every
+    other service is an object this class holds.
+    """
 
     def __init__(self, config: ConnectionConfig, role: Role, now: float,
                  handshake_id: int | None = None) -> None:
