@@ -96,7 +96,11 @@ _Handler = Callable[[Subflow, int, bytes, "bytes | bytearray"], None]
 
 
 class Connection(RecordReceiving, Ending):
-    """One multipath connection, client or server role."""
+    """One multipath connection, client or server role (SPEC section 10).
+
+    The receive path (receiving.py) and the ending paths (ending.py) are mixins; every
+    other service is an object this class holds.
+    """
 
     def __init__(self, config: ConnectionConfig, role: Role, now: float,
                  handshake_id: int | None = None) -> None:
@@ -839,8 +843,8 @@ class Connection(RecordReceiving, Ending):
     def _schedule_data(self) -> None:
         """Seal new and re-injected data on the scheduler's picks (SPEC 10.3)."""
         sb = self.sendbuf
-        if sb is None:
-            return
+        if sb is None or (not sb.pending_reinjection and sb.unsent == 0):
+            return  # nothing to send: the common case at a receiver
         for subs, dsn, data in batches(sb, self.subflows, self._scheduler, self.acks.peer_edge,
                                        self.config.batch_bytes):
             for sub in subs:
