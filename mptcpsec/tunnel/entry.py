@@ -54,6 +54,10 @@ class TunnelOptions:
     #: `join_delay` seconds), not at once (EXPERIMENTS section 7).
     join_after_first_byte: bool = True
     join_delay: float = 1.0
+    #: A pooled connection taken is replaced once the application's first answer came
+    #: back (or after `join_delay`): a key exchange run at once competes for the CPU with
+    #: the request it was taken for (EXPERIMENTS section 7).
+    refill_after_first_byte: bool = True
 
 
 @dataclass
@@ -184,7 +188,12 @@ class Tunnel:
                 continue
             self.totals["pool_hits"] += 1
             if not self._pool_failures:
-                self._refill()
+                if self.options.refill_after_first_byte:
+                    # `carry` refills at the first answer; this covers `open()` users.
+                    asyncio.get_running_loop().call_later(self.options.join_delay,
+                                                          self._refill)
+                else:
+                    self._refill()
             return stream
         if self.options.pool and not self._pool_failures:
             self._refill()
@@ -313,13 +322,20 @@ class Tunnel:
             if early:
                 stream.write(early)
 
+            def first_answer() -> None:
+                # The request's round trip is over: now open the other paths and replace
+                # the pooled connection, off the path of the first bytes.
+                self._join_rest(stream)
+                if self.options.pool and not self._pool_failures:
+                    self._refill()
+
             loop = asyncio.get_running_loop()
-            timer = loop.call_later(self.options.join_delay, self._join_rest, stream)
+            timer = loop.call_later(self.options.join_delay, first_answer)
 
             def count(to_stream: int, from_stream: int) -> None:
                 if from_stream and not tc.received:
                     timer.cancel()
-                    self._join_rest(stream)
+                    first_answer()
                 tc.sent += to_stream
                 tc.received += from_stream
                 self.totals["sent"] += to_stream
