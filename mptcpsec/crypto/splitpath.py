@@ -352,6 +352,9 @@ class SplitPathClient(_Base):
         for p, got in ((SHARE_PATH, confirm0), (NONCE_PATH, confirm1)):
             if not hmac.compare_digest(self._secrets.confirm(Role.SERVER, th, p), got):
                 return self._abort(f"server key confirmation on {PATH_NAMES[p]} failed")
+        why = self._remember_identity(identity)
+        if why:
+            return self._abort(why, IdentityMismatchError)
         proof = b""
         th1 = th
         if self.config.client_identity_seed is not None:
@@ -380,12 +383,28 @@ class SplitPathClient(_Base):
         if store is None or not cfg.server_name:
             return None
         known = store.get(cfg.server_name)
-        if known is None:
-            store.remember(cfg.server_name, identity)
-            return None
-        if not hmac.compare_digest(known, identity):
+        if known is not None and not hmac.compare_digest(known, identity):
             return (f"server identity key for {cfg.server_name!r} does not match known_hosts "
                     "(possible man-in-the-middle)")
+        return None
+
+    def _remember_identity(self, identity: bytes) -> str | None:
+        """Trust on first use, only once the server's confirmations on both paths verified
+        (SPEC section 7.3): a key that an attacker active on one path substituted, with a
+        transcript hash and signature of its own, never reaches the store."""
+        cfg = self.config
+        store = cfg.known_hosts
+        if not identity or store is None or not cfg.server_name:
+            return None
+        if store.get(cfg.server_name) is not None:
+            return None  # already compared in _check_identity
+        try:
+            store.remember(cfg.server_name, identity)
+        except KeyExchangeError as exc:
+            # Another connection stored a key for this name meanwhile; compare with it.
+            known = store.get(cfg.server_name)
+            if known is None or not hmac.compare_digest(known, identity):
+                return f"known_hosts refused the identity key for {cfg.server_name!r}: {exc}"
         return None
 
 
