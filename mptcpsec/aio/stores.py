@@ -18,6 +18,7 @@ from ..crypto.certs import CertificateBundle
 from ..crypto.keyschedule import Secret
 from ..crypto.known_hosts import KnownHostsConflictError, format_known_host, parse_known_hosts
 from ..crypto.psk import PskError, PskMissingError, parse_psk
+from .private_files import open_private
 
 #: The environment variable ``load_psk`` reads when no file is given.
 PSK_ENV_VAR = "MPTCPSEC_PSK"
@@ -103,9 +104,14 @@ def load_psk(path: str | os.PathLike[str] | None = None, env: str | None = PSK_E
 
 def write_certificate(bundle: CertificateBundle, certfile: str | os.PathLike[str],
                       keyfile: str | os.PathLike[str]) -> None:
-    """Write the certificate (0644) and the private key (0600, created new or truncated)."""
+    """Write the certificate (0644) and the private key (0600, created new or truncated).
+
+    The key file is refused (:class:`~mptcpsec.aio.private_files.UnsafeFileError`) when it
+    is a symlink, owned by someone else, or open to group or others, before anything is
+    written (an existing file keeps its old mode, so 0600 at creation is not enough).
+    """
+    fd = open_private(keyfile, os.O_WRONLY | os.O_TRUNC)
     Path(certfile).write_bytes(bundle.cert_pem)
-    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(bundle.key_pem)
 
