@@ -41,7 +41,7 @@ def test_unauthenticated_hello_gets_no_server_confirmation() -> None:
             assert step.error is not None and step.result is None
             assert [m[0] for _, m in step.send] == [ABORT_TYPE]
             answer = step.send[0][1]
-            assert not any(_verifies(w, hello, answer) for w in WORDS + [KEY])
+            assert not any(_verifies(w, hello, answer) for w in [*WORDS, KEY])
 
 
 def test_old_peer_fails_by_version(kx: Any) -> None:
