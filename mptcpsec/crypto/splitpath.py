@@ -159,6 +159,10 @@ class _Base:
         self._result: KeyExchangeResult | None = None
         self._error: KeyExchangeError | None = None
         self._started = False
+        #: Paths that delivered a well-formed message of this exchange.
+        self._valid_paths: set[int] = set()
+        #: ABORT messages ignored because their path had delivered nothing valid (server).
+        self.ignored_aborts = 0
 
     @property
     def done(self) -> bool:
@@ -194,6 +198,11 @@ class _Base:
             return self._abort(f"malformed message on {PATH_NAMES[path]} "
                                f"({len(message)} bytes)")
         if message[0] == ABORT_TYPE:
+            if self.role is Role.SERVER and path not in self._valid_paths:
+                # SPEC 7.3: anyone who saw the session id on path 0 can open a "path 1"
+                # and abort; only a path that delivered a valid message may abort.
+                self.ignored_aborts += 1
+                return Step()
             self._error = KeyExchangeError(
                 f"split-path: peer aborted on {PATH_NAMES[path]}: {decode_abort(message)}")
             wipe(self._private)
@@ -441,12 +450,14 @@ class SplitPathServer(_Base):
             if why:
                 return self._abort(why)
             self._client_share = bytes(message)
+            self._valid_paths.add(path)
         elif mtype == CLIENT_NONCE and self._client_nonce is None:
             why = self._expect(message, CLIENT_NONCE, _PREFIX + NONCE_LEN + HASH_LEN, path,
                                NONCE_PATH, sid)
             if why:
                 return self._abort(why)
             self._client_nonce = bytes(message)
+            self._valid_paths.add(path)
         elif mtype == CLIENT_FINISHED and self._secrets is not None and path not in self._confirmed:
             return self._on_finished(path, message)
         else:

@@ -114,3 +114,33 @@ def test_two_clients_first_use_race_keeps_one_key(kx: Any, tmp_path: Any) -> Non
     store.remember(NAME, identity_public_key(seed))  # another process won the race
     c, _ = kx.pump_in_memory(client, server)
     assert not isinstance(c, BaseException), c
+
+
+def test_abort_from_a_path_that_sent_nothing_valid_is_ignored(kx: Any) -> None:
+    """A passive observer of path 0 learns the session id, claims path 1 with an ABORT
+    before the client's CLIENT_NONCE arrives: the server ignores it and completes."""
+    client = SplitPathClient(SplitPathConfig(Role.CLIENT))
+    server = SplitPathServer(SplitPathConfig(Role.SERVER))
+    server.start()
+    first = client.start().send
+    share = dict(first)[sp.SHARE_PATH]
+    assert server.receive(sp.SHARE_PATH, share).error is None
+    forged = sp.encode_abort(sp.VERSION, "bye")
+    assert server.receive(sp.NONCE_PATH, forged).error is None and server.ignored_aborts == 1
+    reply = server.receive(sp.NONCE_PATH, dict(first)[sp.NONCE_PATH])
+    assert reply.error is None and len(reply.send) == 2
+    done = [client.receive(p, m) for p, m in reply.send][-1]
+    assert done.result is not None
+    steps = [server.receive(p, m) for p, m in done.send]
+    assert steps[-1].result is not None
+    assert steps[-1].result.connection_secret == done.result.connection_secret
+
+
+def test_abort_from_a_path_that_spoke_still_counts(kx: Any) -> None:
+    client = SplitPathClient(SplitPathConfig(Role.CLIENT))
+    server = SplitPathServer(SplitPathConfig(Role.SERVER))
+    server.start()
+    share = dict(client.start().send)[sp.SHARE_PATH]
+    server.receive(sp.SHARE_PATH, share)
+    step = server.receive(sp.SHARE_PATH, sp.encode_abort(sp.VERSION, "client gave up"))
+    assert step.error is not None and "peer aborted" in str(step.error)
