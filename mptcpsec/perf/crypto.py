@@ -111,7 +111,7 @@ def make_operation(impl: str, op: str, alg: Algorithm, size: int) -> tuple[Calla
                 for i, pt in enumerate(pieces):
                     seal(i, ad, pt)
             return run, size * n
-        bodies = [sealer.seal(i, ad, pt) for i, pt in enumerate(pieces)]
+        bodies = [sealer._seal_at(i, ad, pt) for i, pt in enumerate(pieces)]
         opener = core.opener(alg, key, iv)
 
         def run() -> None:
