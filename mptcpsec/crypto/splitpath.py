@@ -405,15 +405,19 @@ class SplitPathClient(_Base):
         store = cfg.known_hosts
         if not identity or store is None or not cfg.server_name:
             return None
-        if store.get(cfg.server_name) is not None:
-            return None  # already compared in _check_identity
-        try:
-            store.remember(cfg.server_name, identity)
-        except KeyExchangeError as exc:
-            # Another connection stored a key for this name meanwhile; compare with it.
-            known = store.get(cfg.server_name)
-            if known is None or not hmac.compare_digest(known, identity):
-                return f"known_hosts refused the identity key for {cfg.server_name!r}: {exc}"
+        known = store.get(cfg.server_name)
+        if known is None:
+            try:
+                store.remember(cfg.server_name, identity)
+                return None
+            except KeyExchangeError as exc:
+                # Another connection stored a key for this name meanwhile; compare with it.
+                known = store.get(cfg.server_name)
+                if known is None:
+                    return f"known_hosts refused the identity key for {cfg.server_name!r}: {exc}"
+        if not hmac.compare_digest(known, identity):
+            return (f"server identity key for {cfg.server_name!r} does not match the key "
+                    "stored in known_hosts meanwhile (possible man-in-the-middle)")
         return None
 
 

@@ -107,13 +107,30 @@ def test_file_store_refuses_a_second_entry_and_writes_atomically(tmp_path: Any) 
 
 
 def test_two_clients_first_use_race_keeps_one_key(kx: Any, tmp_path: Any) -> None:
-    """A store that already learnt the same key meanwhile is not an error."""
+    """Another client stored a key for the name between this client's lookup and its
+    store: the same key is accepted, a different one is refused and stays out."""
     seed = generate_identity_seed()
-    store = FileKnownHosts(tmp_path / "kh")
-    client, server = _pair(seed, store)
-    store.remember(NAME, identity_public_key(seed))  # another process won the race
-    c, _ = kx.pump_in_memory(client, server)
+
+    class Racing(FileKnownHosts):
+        def __init__(self, path: Any, winner: bytes) -> None:
+            super().__init__(path)
+            self.winner = winner
+            self.looked = False
+
+        def get(self, name: str) -> bytes | None:
+            if not self.looked:  # the lookup before the signature check sees nothing
+                self.looked = True
+                FileKnownHosts(self.path).remember(name, self.winner)
+                return None
+            return super().get(name)
+
+    same = Racing(tmp_path / "a", identity_public_key(seed))
+    c, _ = kx.pump_in_memory(*_pair(seed, same))
     assert not isinstance(c, BaseException), c
+    other = Racing(tmp_path / "b", bytes(32))
+    c, _ = kx.pump_in_memory(*_pair(seed, other))
+    assert isinstance(c, sp.IdentityMismatchError) and "possible man-in-the-middle" in str(c), c
+    assert other.load() == {NAME: bytes(32)}
 
 
 def test_abort_from_a_path_that_sent_nothing_valid_is_ignored(kx: Any) -> None:
