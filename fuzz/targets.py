@@ -116,9 +116,68 @@ def _make_kx(kind: int) -> object:
     return TlsKeyExchange(TlsConfig(Role.CLIENT, pin_sha256=b.fingerprint))
 
 
+def _psk_hello(inp: Input) -> None:
+    """psk v2 server fed a PSK_CLIENT_HELLO with fuzzed version, identity and binder: it
+    never completes, and never answers with anything but an ABORT (SPEC 7.4)."""
+    from mptcpsec.crypto import psk
+
+    kx = psk.PskKeyExchange(psk.PskConfig(Role.SERVER, Secret(bytes(range(32)))))
+    try:
+        kx.start()
+        ident = inp.take(inp.u8() % 8)
+        hello = (bytes([psk.PSK_CLIENT_HELLO, inp.u8() % 4]) + inp.take(psk.NONCE_LEN)
+                 + bytes([len(ident) + inp.u8() % 2]) + ident + inp.take(inp.u8() % 40))
+        step = kx.receive(0, hello)
+        assert step.result is None, "a forged hello completed the psk exchange"
+        assert all(m[:1] == b"\x7f" for _, m in step.send), \
+            "the psk server answered an unauthenticated hello"
+    finally:
+        kx.close()
+
+
+def _split_path_claim(inp: Input) -> None:
+    """split-path server with a genuine CLIENT_SHARE, then fuzzed messages on a claimed
+    path 1 (ABORTs, CLIENT_NONCEs with fuzzed fields): an ABORT before a valid path-1
+    message never ends the exchange; nothing completes it (SPEC 7.3)."""
+    from mptcpsec.crypto import splitpath as sp
+
+    client = sp.SplitPathClient(sp.SplitPathConfig(Role.CLIENT))
+    server = sp.SplitPathServer(sp.SplitPathConfig(Role.SERVER))
+    try:
+        server.start()
+        first = dict(client.start().send)
+        server.receive(sp.SHARE_PATH, first[sp.SHARE_PATH])
+        sid = client.session_id
+        for _ in range(1 + inp.u8() % 4):
+            choice = inp.u8() % 3
+            if choice == 0:
+                msg = bytes([0x7F, inp.u8() % 3]) + inp.take(inp.u8() % 40)
+            elif choice == 1:
+                msg = bytes([sp.CLIENT_NONCE, inp.u8() % 3]) + sid + inp.take(64)
+            else:
+                msg = inp.take(inp.u8())
+            step = server.receive(sp.NONCE_PATH, msg)
+            assert step.result is None, "a forged path 1 completed the exchange"
+            if msg[:1] == b"\x7f" and server._valid_paths == {sp.SHARE_PATH}:
+                assert step.error is None, "an ABORT on a silent path ended the exchange"
+            if step.error is not None:
+                assert isinstance(step.error, KeyExchangeError)
+                break
+    finally:
+        client.close()
+        server.close()
+
+
 def handshake(data: bytes) -> None:
     inp = Input(data)
-    kx = _make_kx(inp.u8() % 6)
+    kind = inp.u8() % 8
+    if kind == 6:
+        _psk_hello(inp)
+        return
+    if kind == 7:
+        _split_path_claim(inp)
+        return
+    kx = _make_kx(kind)
     try:
         kx.start()  # type: ignore[attr-defined]
         for _ in range(1 + inp.u8() % 4):
@@ -228,10 +287,10 @@ def seeds(name: str) -> list[bytes]:
     if name == "options":
         return [*base, dss]
     if name == "handshake":
-        return base + [bytes([k, 2, p, 40]) + os.urandom(80) for k in range(6) for p in (0, 1)]
+        return base + [bytes([k, 2, p, 40]) + os.urandom(80) for k in range(8) for p in (0, 1)]
     if name == "batch-opener":
         return [*base, b"\x01\xff@\x05abcde" + os.urandom(20), b"\x00\xff@" + rec]
     if name == "endpoint":
-        hello = clear_handshake(b"\x31\x01" + bytes(33), [])
+        hello = clear_handshake(b"\x31\x02" + bytes(33 + 32), [])
         return [*base, b"\x01\xff" + hello, b"\x00\xff" + rec]
     return base

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..crypto.keyschedule import Role
@@ -166,6 +166,17 @@ async def _open_tcp(loop: asyncio.AbstractEventLoop, path: Path | OpenSubflow,
     return proto, (sock[0], sock[1]), (peer[0], peer[1])
 
 
+def with_server_name(config: ConnectionConfig, host: str) -> ConnectionConfig:
+    """``config`` whose tls client, when it verifies with a CA and names no server, checks
+    the certificate against ``host`` (the first path's server, SPEC section 7.2): a CA alone
+    would accept any certificate it signed."""
+    tls = config.tls
+    if config.key_exchange != "tls" or tls is None or tls.server_name or not tls.ca_pem \
+            or tls.pin_sha256:
+        return config
+    return replace(config, tls=replace(tls, server_name=host))
+
+
 async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
                   trace: TraceWriter | None = None, timeout: float | None = None,
                   join_timeout: float = 5.0, sink: RecordSink | None = None) -> MptcpsecStream:
@@ -178,10 +189,11 @@ async def connect(paths: Sequence[Path], config: ConnectionConfig | None = None,
     every record on the wire, for a pcap or a records trace; capture subflow ids are the
     connection's subflow ids.
     """
-    config = with_key_log(config or ConnectionConfig(), open_key_log())
-    config.validate()
     if not paths:
         raise ConfigError("give at least one path")
+    config = with_server_name(config or ConnectionConfig(), paths[0].remote[0])
+    config = with_key_log(config, open_key_log())
+    config.validate()
     loop = asyncio.get_running_loop()
     conn = Connection(config, Role.CLIENT, loop.time())
     if len(paths) < conn.kx_paths:

@@ -17,12 +17,17 @@ from pathlib import Path
 from ..crypto.keylog import KeyLog, KeyLogError, KeyLogWriter, parse_keylog
 from ..crypto.keyschedule import Role
 from ..protocol.config import ConnectionConfig
+from .private_files import open_private
 
 ENV_VAR = "SSLKEYLOGFILE"
 
 
 class KeyLogFile:
     """An append-only key log file, created 0600, one ``write`` per complete line.
+
+    A symlink, a file owned by someone else, or one that group or others may read is
+    refused with a :class:`KeyLogError` (``mptcpsec.aio.private_files``), existing files
+    included.
 
     Each line is one ``os.write`` on an ``O_APPEND`` descriptor, so several connections
     (and processes) sharing the file never interleave within a line.
@@ -31,8 +36,7 @@ class KeyLogFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         try:
-            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                                           0o600)
+            self._fd: int | None = open_private(self.path, os.O_WRONLY | os.O_APPEND)
         except OSError as exc:
             raise KeyLogError(f"cannot open key log {self.path!r}: {exc}") from None
         self._lock = threading.Lock()

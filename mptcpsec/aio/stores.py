@@ -8,14 +8,17 @@ validation stay in ``mptcpsec.crypto``.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from ..crypto.certs import CertificateBundle
 from ..crypto.keyschedule import Secret
-from ..crypto.known_hosts import format_known_host, parse_known_hosts
+from ..crypto.known_hosts import KnownHostsConflictError, format_known_host, parse_known_hosts
 from ..crypto.psk import PskError, PskMissingError, parse_psk
+from .private_files import open_private
 
 #: The environment variable ``load_psk`` reads when no file is given.
 PSK_ENV_VAR = "MPTCPSEC_PSK"
@@ -23,7 +26,13 @@ PSK_ENV_VAR = "MPTCPSEC_PSK"
 
 class FileKnownHosts:
     """A known_hosts file (``NAME ed25519 HEXKEY`` lines), re-read on every lookup so keys
-    that another process remembered are seen; new keys are appended."""
+    that another process remembered are seen.
+
+    ``remember`` holds an exclusive lock (``flock`` on ``PATH.lock``), re-reads the file,
+    refuses a second key for a name already on file, and replaces the file atomically (temp
+    file in the same directory, fsync, rename): a reader sees the old or the new file,
+    never half a line, and two writers cannot both add the same name.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -39,10 +48,37 @@ class FileKnownHosts:
         return self.load().get(name)
 
     def remember(self, name: str, key: bytes) -> None:
-        """Append ``name ed25519 HEXKEY`` (first use, SPEC section 7.3)."""
+        """Add ``name ed25519 HEXKEY`` (first use, SPEC section 7.3); a name already on
+        file raises :class:`KnownHostsConflictError` and leaves the file as it was."""
         line = format_known_host(name, key)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(line)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                old = self.path.read_text(encoding="utf-8")
+                mode = self.path.stat().st_mode & 0o777
+            except FileNotFoundError:
+                old, mode = "", 0o644
+            if name in parse_known_hosts(old):
+                raise KnownHostsConflictError(
+                    f"{os.fspath(self.path)!r} already holds a key for {name!r}")
+            if old and not old.endswith("\n"):
+                old += "\n"
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.",
+                                       dir=self.path.parent or ".")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(old + line)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp, mode)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        finally:
+            os.close(lock_fd)
 
     def __repr__(self) -> str:
         return f"FileKnownHosts({os.fspath(self.path)!r})"
@@ -68,9 +104,14 @@ def load_psk(path: str | os.PathLike[str] | None = None, env: str | None = PSK_E
 
 def write_certificate(bundle: CertificateBundle, certfile: str | os.PathLike[str],
                       keyfile: str | os.PathLike[str]) -> None:
-    """Write the certificate (0644) and the private key (0600, created new or truncated)."""
+    """Write the certificate (0644) and the private key (0600, created new or truncated).
+
+    The key file is refused (:class:`~mptcpsec.aio.private_files.UnsafeFileError`) when it
+    is a symlink, owned by someone else, or open to group or others, before anything is
+    written (an existing file keeps its old mode, so 0600 at creation is not enough).
+    """
+    fd = open_private(keyfile, os.O_WRONLY | os.O_TRUNC)
     Path(certfile).write_bytes(bundle.cert_pem)
-    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(bundle.key_pem)
 

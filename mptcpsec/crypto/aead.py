@@ -210,6 +210,25 @@ class BatchOpenResult:
         return len(self.records) if self.reason is not None else None
 
 
+class ReadOnlyBufferError(MptcpsecError, TypeError):
+    """``open_records`` was given an immutable buffer (``bytes``) to decrypt in place."""
+
+
+def check_in_place(buf: object, out: object) -> None:
+    """Refuse to decrypt in place into a read-only buffer (it would rewrite a ``bytes``
+    object that Python, and every other holder of it, takes to be immutable)."""
+    target = buf if out is None else out
+    try:
+        readonly = memoryview(target).readonly  # type: ignore[arg-type]
+    except TypeError:
+        raise ReadOnlyBufferError(f"open_records needs a bytearray, not "
+                                  f"{type(target).__name__}") from None
+    if readonly:
+        raise ReadOnlyBufferError(
+            f"open_records decrypts in place: give a bytearray (or out=bytearray), not a "
+            f"read-only {type(target).__name__}")
+
+
 def check_key_iv(alg: Algorithm, key: bytes, iv: bytes) -> None:
     from ..errors import InvalidKeyError
 
@@ -229,8 +248,13 @@ class Sealer(abc.ABC):
     def counter(self) -> int: ...
 
     @abc.abstractmethod
-    def seal(self, counter: int, ad: bytes, plaintext: bytes) -> bytes:
-        """One AEAD seal with an explicit counter; returns ciphertext || tag."""
+    def _seal_at(self, counter: int, ad: bytes, plaintext: bytes) -> bytes:
+        """Test-only: one AEAD seal at an explicit counter (ciphertext || tag).
+
+        Sealing twice at one counter reuses a nonce (SPEC section 4), so this is not part of
+        the public API: known-answer tests and the per-call benchmark use it; records are
+        sealed with ``seal_records``/``seal_chunks``, whose counter only moves forward.
+        """
 
     @abc.abstractmethod
     def seal_records(self, records: Sequence[RecordSpec]) -> bytearray:

@@ -31,6 +31,7 @@ from .aead import (
     RecordSpec,
     Sealer,
     check_chunk_args,
+    check_in_place,
     check_key_iv,
     failure,
 )
@@ -144,7 +145,8 @@ class _CoreObject:
     def counter(self) -> int:
         return int(self._lib.mps_aead_counter(self._live()))
 
-    def set_counter(self, value: int) -> None:
+    def _set_counter(self, value: int) -> None:
+        """Test-only for a sealer (a counter moved back reuses nonces)."""
         self._lib.mps_aead_set_counter(self._live(), value)
 
     def close(self) -> None:
@@ -157,7 +159,7 @@ class CoreSealer(_CoreObject, Sealer):
     def __init__(self, alg: Algorithm | str, key: bytes, iv: bytes) -> None:
         super().__init__(alg, key, iv, encrypt=True)
 
-    def seal(self, counter: int, ad: bytes, plaintext: bytes) -> bytes:
+    def _seal_at(self, counter: int, ad: bytes, plaintext: bytes) -> bytes:
         size = len(plaintext) + TAG_LEN
         if size > self._lib.MPS_MAX_SINGLE or len(ad) > self._lib.MPS_MAX_SINGLE:
             raise RecordTooLargeError("plaintext or associated data over the single-call limit")
@@ -227,6 +229,10 @@ class CoreSealer(_CoreObject, Sealer):
 
 
 class CoreOpener(_CoreObject, Opener):
+    def set_counter(self, value: int) -> None:
+        """Where the next record is expected (a reader resuming a captured stream)."""
+        self._set_counter(value)
+
     def __init__(self, alg: Algorithm | str, key: bytes, iv: bytes) -> None:
         super().__init__(alg, key, iv, encrypt=False)
         self._recs_cap = 0
@@ -262,6 +268,7 @@ class CoreOpener(_CoreObject, Opener):
         stop_before: int = 0,
     ) -> BatchOpenResult:
         ffi, lib = self._ffi, self._lib
+        check_in_place(buf, out)
         if max_records > self._recs_cap:
             self._recs = ffi.new("mps_rec_out[]", max_records)
             self._recs_cap = max_records

@@ -35,6 +35,7 @@ from .aead import (
     RecordSpec,
     Sealer,
     check_chunk_args,
+    check_in_place,
     check_key_iv,
     failure,
 )
@@ -65,7 +66,8 @@ class _RefObject:
     def counter(self) -> int:
         return self._counter
 
-    def set_counter(self, value: int) -> None:
+    def _set_counter(self, value: int) -> None:
+        """Test-only for a sealer (a counter moved back reuses nonces)."""
         self._counter = value
 
     def close(self) -> None:
@@ -75,7 +77,7 @@ class _RefObject:
 
 
 class RefSealer(_RefObject, Sealer):
-    def seal(self, counter: int, ad: bytes, plaintext: bytes) -> bytes:
+    def _seal_at(self, counter: int, ad: bytes, plaintext: bytes) -> bytes:
         if len(plaintext) > _MAX_SINGLE or len(ad) > _MAX_SINGLE:
             raise RecordTooLargeError("plaintext or associated data over the single-call limit")
         return self._live().encrypt(self._nonce(counter), bytes(plaintext), bytes(ad))
@@ -133,6 +135,10 @@ class RefSealer(_RefObject, Sealer):
 
 
 class RefOpener(_RefObject, Opener):
+    def set_counter(self, value: int) -> None:
+        """Where the next record is expected (a reader resuming a captured stream)."""
+        self._set_counter(value)
+
     def __init__(self, alg: Algorithm | str, key: bytes, iv: bytes) -> None:
         super().__init__(alg, key, iv)
         self._failed = False
@@ -162,6 +168,7 @@ class RefOpener(_RefObject, Opener):
         stop_before: int = 0,
     ) -> BatchOpenResult:
         aead = self._live()
+        check_in_place(buf, out)
         result = BatchOpenResult()
         opened: list[OpenedRecord] = []
         if out is not None and len(out) < len(buf):

@@ -17,6 +17,10 @@ from mptcpsec.errors import KeyExchangeError
 IDENTITY_LEN = 32
 
 
+class KnownHostsConflictError(KeyExchangeError):
+    """A second identity key for a name already in known_hosts (the first one stays)."""
+
+
 @runtime_checkable
 class KnownHosts(Protocol):
     """Where a client looks up and remembers server identity keys."""
@@ -26,7 +30,8 @@ class KnownHosts(Protocol):
         ...
 
     def remember(self, name: str, key: bytes) -> None:
-        """Remember ``key`` for ``name`` (first use)."""
+        """Remember ``key`` for ``name`` (first use); raise
+        :class:`KnownHostsConflictError` if ``name`` already has a key."""
         ...
 
 
@@ -53,6 +58,9 @@ def parse_known_hosts(text: str) -> dict[str, bytes]:
             key = b""
         if len(key) != IDENTITY_LEN:
             raise KeyExchangeError(f"known_hosts line {lineno}: key is not 32 hex bytes")
+        if parts[0] in hosts:
+            raise KnownHostsConflictError(
+                f"known_hosts line {lineno}: a second entry for {parts[0]!r}")
         hosts[parts[0]] = key
     return hosts
 
@@ -77,10 +85,13 @@ class MemoryKnownHosts:
     def remember(self, name: str, key: bytes) -> None:
         """Remember ``key`` for ``name`` (first use, SPEC section 7.3)."""
         format_known_host(name, key)  # validates
+        if name in self.hosts:
+            raise KnownHostsConflictError(f"known_hosts already holds a key for {name!r}")
         self.hosts[name] = bytes(key)
 
     def __repr__(self) -> str:
         return f"MemoryKnownHosts({len(self.hosts)} hosts)"
 
 
-__all__ = ["KnownHosts", "MemoryKnownHosts", "format_known_host", "parse_known_hosts"]
+__all__ = ["KnownHosts", "KnownHostsConflictError", "MemoryKnownHosts", "format_known_host",
+           "parse_known_hosts"]

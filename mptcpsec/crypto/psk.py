@@ -6,9 +6,14 @@ reads from a file or an environment variable (``mptcpsec.aio.stores.load_psk``),
 nonces and derives its connection secret from the PSK and the transcript, so two
 connections with the same PSK never share keys (papers/SPEC.md section 7.4):
 
-    path 0  C -> S  PSK_CLIENT_HELLO     client nonce, PSK identity
+    path 0  C -> S  PSK_CLIENT_HELLO     client nonce, PSK identity, binder
     path 0  S -> C  PSK_SERVER_HELLO     server nonce, server confirmation
     path 0  C -> S  PSK_CLIENT_FINISHED  client confirmation
+
+The client proves the key first: the binder (an HMAC under a key derived from the PSK alone,
+as in TLS 1.3's PSK binders) is checked before the server answers, so the server never
+hands its confirmation, an offline-guess oracle, to someone who does not hold the key.
+Version 2 of these messages (version 1 had no binder) is refused from a v1 peer by name.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 
 from mptcpsec.crypto import keylog
 from mptcpsec.crypto.keylog import KeyLogWriter
-from mptcpsec.crypto.keyschedule import Role, Secret
+from mptcpsec.crypto.keyschedule import Role, Secret, hkdf_expand_label, hkdf_extract, wipe
 from mptcpsec.crypto.kx import (
     ABORT_TYPE,
     HandshakeSecrets,
@@ -35,12 +40,14 @@ from mptcpsec.crypto.kx import (
 from mptcpsec.errors import KeyExchangeError
 
 MODE = "psk"
-VERSION = 1
+VERSION = 2
 MIN_PSK_LEN = 16
 MAX_PSK_LEN = 1024
 NONCE_LEN = 32
 CONFIRM_LEN = 32
 MAX_IDENTITY_LEN = 255
+BINDER_LEN = 32
+_MAX_MESSAGE = 2 + NONCE_LEN + 1 + MAX_IDENTITY_LEN + BINDER_LEN
 
 PSK_CLIENT_HELLO = 0x31
 PSK_SERVER_HELLO = 0x32
@@ -121,6 +128,18 @@ class PskConfig:
     def __post_init__(self) -> None:
         self.keylog_file = keylog.check_writer(self.keylog_file)
 
+def _binder(psk: bytes | bytearray, hello_core: bytes) -> bytes:
+    """HMAC-SHA256(HKDF-Expand-Label(HKDF-Extract("", PSK), "psk binder", "", 32),
+    SHA-256(PSK_CLIENT_HELLO without the binder)) (SPEC section 7.4)."""
+    prk = hkdf_extract(b"", psk)
+    key = hkdf_expand_label(prk, b"psk binder", b"", 32)
+    try:
+        return hmac.new(bytes(key), hashlib.sha256(hello_core).digest(), hashlib.sha256).digest()
+    finally:
+        wipe(prk)
+        wipe(key)
+
+
 class PskKeyExchange:
     """Sans-I/O psk exchange on subflow 0 (three messages, key confirmation both ways)."""
 
@@ -164,7 +183,8 @@ class PskKeyExchange:
         if self.role is Role.SERVER:
             return Step()
         ident = self.config.identity
-        self._hello = bytes([PSK_CLIENT_HELLO, VERSION]) + self._nonce + bytes([len(ident)]) + ident
+        core = bytes([PSK_CLIENT_HELLO, VERSION]) + self._nonce + bytes([len(ident)]) + ident
+        self._hello = core + _binder(self._psk.buffer, core)
         return Step(send=[(0, self._hello)])
 
     def _abort(self, reason: str) -> Step:
@@ -185,13 +205,13 @@ class PskKeyExchange:
             return Step(error=self._error)
         if path != 0:
             return self._abort(f"message on subflow {path}, expected subflow 0")
-        if len(message) < 2 or len(message) > 2 + NONCE_LEN + 1 + MAX_IDENTITY_LEN:
+        if len(message) < 2 or len(message) > _MAX_MESSAGE:
             return self._abort("malformed message")
         if message[0] == ABORT_TYPE:
             self._error = KeyExchangeError(f"psk: peer aborted: {decode_abort(message)}")
             return Step(error=self._error)
         if message[1] != VERSION:
-            return self._abort(f"unsupported version {message[1]}")
+            return self._abort(f"peer speaks psk v{message[1]}, we speak v{VERSION}")
         if self._result is not None:
             return self._abort("unexpected message after the exchange")
         if self.role is Role.SERVER:
@@ -200,9 +220,10 @@ class PskKeyExchange:
 
     def _server_receive(self, message: bytes) -> Step:
         if message[0] == PSK_CLIENT_HELLO and not self._hello:
-            if len(message) < 3 + NONCE_LEN or len(message) != 3 + NONCE_LEN + message[34]:
+            if len(message) < 3 + NONCE_LEN or \
+                    len(message) != 3 + NONCE_LEN + message[34] + BINDER_LEN:
                 return self._abort("malformed PSK_CLIENT_HELLO")
-            ident = bytes(message[3 + NONCE_LEN:])
+            ident = bytes(message[3 + NONCE_LEN:-BINDER_LEN])
             if self._table is not None:
                 key = self._table.get(ident)
                 if key is None:
@@ -212,6 +233,10 @@ class PskKeyExchange:
                 self._peer_identity = ident.decode("utf-8", "replace")
             elif ident != self.config.identity:
                 return self._abort(f"unknown PSK identity {ident!r}")
+            binder = _binder(self._psk.buffer, bytes(message[:-BINDER_LEN]))
+            if not hmac.compare_digest(binder, message[-BINDER_LEN:]):
+                # No server confirmation for a client that did not prove the key.
+                return self._abort("client binder failed (different pre-shared key?)")
             self._hello = bytes(message)
             self._peer_nonce = bytes(message[2:2 + NONCE_LEN])
             core = bytes([PSK_SERVER_HELLO, VERSION]) + self._nonce

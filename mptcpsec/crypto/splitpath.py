@@ -159,6 +159,10 @@ class _Base:
         self._result: KeyExchangeResult | None = None
         self._error: KeyExchangeError | None = None
         self._started = False
+        #: Paths that delivered a well-formed message of this exchange.
+        self._valid_paths: set[int] = set()
+        #: ABORT messages ignored because their path had delivered nothing valid (server).
+        self.ignored_aborts = 0
 
     @property
     def done(self) -> bool:
@@ -194,6 +198,11 @@ class _Base:
             return self._abort(f"malformed message on {PATH_NAMES[path]} "
                                f"({len(message)} bytes)")
         if message[0] == ABORT_TYPE:
+            if self.role is Role.SERVER and path not in self._valid_paths:
+                # SPEC 7.3: anyone who saw the session id on path 0 can open a "path 1"
+                # and abort; only a path that delivered a valid message may abort.
+                self.ignored_aborts += 1
+                return Step()
             self._error = KeyExchangeError(
                 f"split-path: peer aborted on {PATH_NAMES[path]}: {decode_abort(message)}")
             wipe(self._private)
@@ -352,6 +361,9 @@ class SplitPathClient(_Base):
         for p, got in ((SHARE_PATH, confirm0), (NONCE_PATH, confirm1)):
             if not hmac.compare_digest(self._secrets.confirm(Role.SERVER, th, p), got):
                 return self._abort(f"server key confirmation on {PATH_NAMES[p]} failed")
+        why = self._remember_identity(identity)
+        if why:
+            return self._abort(why, IdentityMismatchError)
         proof = b""
         th1 = th
         if self.config.client_identity_seed is not None:
@@ -380,12 +392,32 @@ class SplitPathClient(_Base):
         if store is None or not cfg.server_name:
             return None
         known = store.get(cfg.server_name)
-        if known is None:
-            store.remember(cfg.server_name, identity)
-            return None
-        if not hmac.compare_digest(known, identity):
+        if known is not None and not hmac.compare_digest(known, identity):
             return (f"server identity key for {cfg.server_name!r} does not match known_hosts "
                     "(possible man-in-the-middle)")
+        return None
+
+    def _remember_identity(self, identity: bytes) -> str | None:
+        """Trust on first use, only once the server's confirmations on both paths verified
+        (SPEC section 7.3): a key that an attacker active on one path substituted, with a
+        transcript hash and signature of its own, never reaches the store."""
+        cfg = self.config
+        store = cfg.known_hosts
+        if not identity or store is None or not cfg.server_name:
+            return None
+        known = store.get(cfg.server_name)
+        if known is None:
+            try:
+                store.remember(cfg.server_name, identity)
+                return None
+            except KeyExchangeError as exc:
+                # Another connection stored a key for this name meanwhile; compare with it.
+                known = store.get(cfg.server_name)
+                if known is None:
+                    return f"known_hosts refused the identity key for {cfg.server_name!r}: {exc}"
+        if not hmac.compare_digest(known, identity):
+            return (f"server identity key for {cfg.server_name!r} does not match the key "
+                    "stored in known_hosts meanwhile (possible man-in-the-middle)")
         return None
 
 
@@ -422,12 +454,14 @@ class SplitPathServer(_Base):
             if why:
                 return self._abort(why)
             self._client_share = bytes(message)
+            self._valid_paths.add(path)
         elif mtype == CLIENT_NONCE and self._client_nonce is None:
             why = self._expect(message, CLIENT_NONCE, _PREFIX + NONCE_LEN + HASH_LEN, path,
                                NONCE_PATH, sid)
             if why:
                 return self._abort(why)
             self._client_nonce = bytes(message)
+            self._valid_paths.add(path)
         elif mtype == CLIENT_FINISHED and self._secrets is not None and path not in self._confirmed:
             return self._on_finished(path, message)
         else:

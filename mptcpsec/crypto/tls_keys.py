@@ -12,6 +12,7 @@ the same way. OpenSSL's session tickets are suppressed because nothing would rea
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from OpenSSL import SSL, crypto
@@ -54,7 +55,8 @@ class TlsConfig:
 
     Own certificate: ``cert_pem`` (leaf first, then intermediates) and ``key_pem`` bytes
     (required for a server, optional for a client). Peer verification: ``ca_pem`` (trusted
-    certificates; for a client also the host name ``server_name``) or ``pin_sha256`` (the
+    certificates; a client then needs ``server_name``, the host name or address the
+    server's certificate must name) or ``pin_sha256`` (the
     peer leaf's SHA-256 fingerprint; the chain is then not consulted). The caller reads any
     files (papers/SPEC.md section 7.2): nothing here opens one.
     """
@@ -82,6 +84,14 @@ class TlsConfig:
                 f"require_client_cert={self.require_client_cert})")
 
 
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 class TlsKeyExchange:
     """Sans-I/O TLS 1.3 handshake that ends in an MPTCPsec connection secret."""
 
@@ -100,7 +110,8 @@ class TlsKeyExchange:
         self._started = False
         self._conn = SSL.Connection(self._make_context())
         if self.role is Role.CLIENT:
-            if config.server_name:
+            if config.server_name and not _is_ip_literal(config.server_name):
+                # RFC 6066 section 3: SNI carries host names only, never address literals.
                 self._conn.set_tlsext_host_name(config.server_name.encode("idna"))
             self._conn.set_connect_state()
         else:
@@ -142,6 +153,10 @@ class TlsKeyExchange:
             if not has_ca and self._pin is None:
                 raise ValueError("a tls client needs a CA file or a pinned certificate "
                                  "fingerprint to verify the server")
+            if self._pin is None and not cfg.server_name:
+                # Without a name, every certificate the CA ever signed would pass (SPEC 7.2).
+                raise ValueError("a tls client verifying with a CA needs server_name (the host "
+                                 "name or address the certificate must name)")
             ctx.set_verify(SSL.VERIFY_PEER, self._verify)
         elif cfg.require_client_cert:
             if not has_ca and self._pin is None:

@@ -24,7 +24,7 @@ def _flips(data: bytes):
 def test_every_bit_flip_of_ad_ciphertext_or_tag_fails(backend: Backend, alg: Algorithm) -> None:
     key, iv = os.urandom(alg.key_len), os.urandom(12)
     ad, pt = os.urandom(21), os.urandom(37)
-    body = backend.sealer(alg, key, iv).seal(5, ad, pt)
+    body = backend.sealer(alg, key, iv)._seal_at(5, ad, pt)
     opener = backend.opener(alg, key, iv)
     assert opener.open(5, ad, body) == pt
     for bad_ad in _flips(ad):
