@@ -155,11 +155,14 @@ def test_mptcp_aware_forgeries_against_the_kernel_and_mptcpsec(no_leftovers):
     assert strip.attacker[0]["packet"] == 1 and strip.intact  # silently plain TCP
     assert not any(ln.startswith("[CREATED]") for ln in strip.kernel["monitor"])
     fin = runs["data-fin"]
-    # the forged DATA_FIN ends the kernel's stream early: the echo is cut short, or the
-    # connection dies with it, depending on where the forgery lands (both seen)
+    # the forged DATA_FIN was injected; what the kernel makes of it depends on where it
+    # lands against the data in flight: the echo cut short, the connection killed, or (when
+    # the receiver has moved past the forged data sequence number) nothing; all three were
+    # seen. The row must report whichever it was consistently.
     assert fin.attacker[0]["action"] == "data-fin"
-    assert fin.outcome in ("truncated", "killed") and not fin.intact
-    assert fin.bytes_echoed < plan.nbytes
+    assert fin.outcome in ("truncated", "killed", "completed")
+    assert fin.intact == (fin.outcome == "completed")
+    assert (fin.bytes_echoed < plan.nbytes) == (fin.outcome != "completed")
     fc = runs["mp-fastclose"]
     assert fc.attacker[0]["action"] == "mp-fastclose" and not fc.intact
     assert fc.outcome == "killed"
