@@ -307,13 +307,26 @@ def _endpoint(text: str) -> Endpoint:
     return host, int(port)
 
 
-def read_trace(lines: Iterator[str] | IO[str]) -> Iterator[dict[str, Any]]:
-    """Parse and check the events of a JSON-lines records trace."""
-    for n, line in enumerate(lines, 1):
+def read_trace(lines: Iterator[str] | IO[str], name: str = "trace") -> Iterator[dict[str, Any]]:
+    """Parse and check the events of a JSON-lines records trace; every problem is a
+    PcapError naming `name` and the line (papers/SPEC.md section 9)."""
+    it = iter(lines)
+    n = 0
+    while True:
+        n += 1
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            raise PcapError(f"{name} line {n}: not UTF-8 text; a records trace is JSON lines "
+                            "(written with --trace or --trace-out)") from None
         if not line.strip():
             continue
         try:
             ev = json.loads(line)
+            if not isinstance(ev, dict):
+                raise TypeError("not a JSON object")
             kind = ev["event"]
             if kind == "subflow_open":
                 ev["client"], ev["server"] = _endpoint(ev["client"]), _endpoint(ev["server"])
@@ -327,15 +340,17 @@ def read_trace(lines: Iterator[str] | IO[str]) -> Iterator[dict[str, Any]]:
             elif kind != "subflow_close":
                 continue  # other engine events may share the trace file
             ev["subflow"] = int(ev["subflow"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PcapError(f"trace line {n}: {exc}") from None
+        except KeyError as exc:
+            raise PcapError(f"{name} line {n}: missing field {exc.args[0]!r}") from None
+        except (ValueError, TypeError) as exc:
+            raise PcapError(f"{name} line {n}: {exc}") from None
         yield ev
 
 
-def replay_trace(lines: Iterator[str] | IO[str], sink: RecordSink) -> int:
+def replay_trace(lines: Iterator[str] | IO[str], sink: RecordSink, name: str = "trace") -> int:
     """Feed a records trace into a sink; returns the number of records."""
     count = 0
-    for ev in read_trace(lines):
+    for ev in read_trace(lines, name):
         ts = ev.get("ts")
         if ev["event"] == "connection":
             fn = getattr(sink, "connection_info", None)
