@@ -250,3 +250,6 @@ async def _shut_down(live: dict[int, Any], grace: float, log: Any) -> None:
         if not stream._driver.closed.is_set():
             log.info(f"connection {n}: fast-closed (did not finish within {grace:g} s)")
             stream.abort(SHUTDOWN)
+    # The MP_FASTCLOSE may sit behind full socket buffers: let each socket deliver it
+    # (bounded by the driver's linger) before the process exits and drops it.
+    await asyncio.gather(*(s._driver.wait_flushed() for s in streams.values()))
