@@ -19,7 +19,6 @@ from ._common import (
     build_config,
     listen_address,
     positive_float,
-    refuse_ipv6_capture,
     run_async,
 )
 
@@ -90,7 +89,6 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.stdio and args.json:
         raise CliError("--stdio writes the connection's bytes to stdout: drop --json")
-    refuse_ipv6_capture(args, args.listen)
     cfg, info = build_config(args, "server")
     cfg.announce = list(args.announce)
     log = LOG.getChild("serve")
