@@ -35,7 +35,7 @@ def tcp_rtt(sock: socket.socket | None) -> float | None:
         return None
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: uvloop's socket of a closed handle (fd -1)
         return None
     if len(info) < _TCP_INFO_RTT_OFFSET + 4:
         return None
