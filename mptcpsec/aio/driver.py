@@ -35,7 +35,7 @@ def tcp_rtt(sock: socket.socket | None) -> float | None:
         return None
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: uvloop's socket of a closed handle (fd -1)
         return None
     if len(info) < _TCP_INFO_RTT_OFFSET + 4:
         return None
@@ -46,6 +46,16 @@ def tcp_rtt(sock: socket.socket | None) -> float | None:
 #: What the driver calls on a socket transport (asyncio's, uvloop's, or any other loop's).
 _TRANSPORT_METHODS = ("write", "abort", "close", "is_closing", "get_extra_info",
                       "get_write_buffer_size", "set_write_buffer_limits")
+
+
+#: Seconds a socket may take to deliver the connection's last records after shutdown()
+#: before it is reset (peers that stopped reading must not hold the process).
+SHUTDOWN_LINGER = 2.0
+
+
+def _abort_if_open(transport: asyncio.Transport) -> None:
+    if not transport.is_closing() or transport.get_write_buffer_size():
+        transport.abort()
 
 
 class TransportError(MptcpsecError):
@@ -66,6 +76,7 @@ class SubflowProtocol(asyncio.Protocol):
         self.eof = False
         self.prefix = bytearray()  # bytes received before routing (for a capture)
         self.remote: tuple[str, int] | None = None  # the peer, once accepted (for logs)
+        self.closed = False  # connection_lost ran
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Duck-typed: uvloop's TCPTransport is not an asyncio.Transport subclass.
@@ -94,6 +105,7 @@ class SubflowProtocol(asyncio.Protocol):
         return False  # close our side too; the engine decides what the FIN means
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         if self.driver is not None and self.subflow_id is not None:
             self.driver.on_lost(self.subflow_id, exc)
         elif self.on_lost is not None:
@@ -175,6 +187,7 @@ class ConnectionDriver:
         self.protocols: dict[int, SubflowProtocol] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._lingering: list[asyncio.TimerHandle] = []  # resets due after shutdown()
         self._changed = asyncio.Event()
         self._opener = opener
         self._event_listeners: list[Callable[[Event], None]] = []
@@ -266,7 +279,11 @@ class ConnectionDriver:
             proto = self.protocols.get(cmd.subflow_id)
             if proto is None or proto.transport is None:
                 return
-            if cmd.reset:
+            if cmd.reset and self.conn.ended:
+                # The connection ended (MP_FASTCLOSE queued on this socket): deliver it,
+                # then close; a poisoned subflow (connection alive) is reset at once.
+                self._linger_close(proto.transport, SHUTDOWN_LINGER)
+            elif cmd.reset:
                 proto.transport.abort()
             else:
                 proto.transport.close()
@@ -295,14 +312,46 @@ class ConnectionDriver:
         self._changed.clear()
         await self._changed.wait()
 
-    def shutdown(self) -> None:
-        """Reset every socket (after an error or when the engine ended)."""
+    def shutdown(self, linger: float = SHUTDOWN_LINGER) -> None:
+        """Close every socket once the engine is done with it.
+
+        When the connection has ended (its last records, CLOSE or MP_FASTCLOSE, are
+        queued: papers/SPEC.md section 10.5), each socket is flushed and half-closed, so
+        those records still reach the peer when the buffers are full; a socket that has
+        not closed `linger` seconds later is reset. A connection that has not ended (an
+        error, or an abrupt stop) is reset at once, sending nothing more."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        graceful = (self.closed.is_set() or self.conn.ended) and linger > 0
         for proto in self.protocols.values():
-            if proto.transport is not None and not proto.transport.is_closing():
-                proto.transport.abort()
+            t = proto.transport
+            if t is None or t.is_closing():
+                continue
+            if graceful:
+                self._linger_close(t, linger)
+            else:
+                t.abort()
+
+    def _linger_close(self, t: asyncio.Transport, linger: float) -> None:
+        """Flush and half-close `t` (FIN after what is queued), reading on until the peer
+        closes; reset it if it is still open `linger` seconds later."""
+        can_eof = getattr(t, "can_write_eof", None)
+        if can_eof is not None and can_eof():
+            t.write_eof()
+        else:
+            t.close()
+        self._lingering.append(self.loop.call_later(linger, _abort_if_open, t))
+
+    async def wait_flushed(self, timeout: float = SHUTDOWN_LINGER) -> bool:
+        """Wait (bounded) until :meth:`shutdown`'s flush ended, e.g. before the process
+        exits and would drop what is still queued; True if it did."""
+        deadline = self.loop.time() + timeout
+        while self.loop.time() < deadline:
+            if all(p.transport is None or p.closed for p in self.protocols.values()):
+                return True
+            await asyncio.sleep(0.02)
+        return False
 
     def stats(self) -> dict[str, Any]:
         return {"state": self.conn.state.value, "error": self.conn.error,

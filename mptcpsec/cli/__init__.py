@@ -41,8 +41,10 @@ def version_text() -> str:
     return f"mptcpsec {version} (Python {platform.python_version()})"
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    """Options every subcommand takes (unless it defines its own of the same name)."""
+def _add_common(p: argparse.ArgumentParser, nested: bool = False) -> None:
+    """Options every subcommand takes (unless it defines its own of the same name). A
+    nested command (``bench crypto``) takes them too, without a default of its own, so
+    ``bench -v crypto`` and ``bench crypto -v`` both count."""
     for flags, kwargs in (
             (("--config",), {"metavar": "FILE", "help": "option values from this TOML file "
                                                         "(see `mptcpsec --help`)"}),
@@ -50,6 +52,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                                    "help": "more detail in the log (repeatable)"}),
             (("--log-file",), {"metavar": "FILE", "type": output_file,
                                "help": "append the log to FILE as well"})):
+        if nested:
+            kwargs = {**kwargs, "default": argparse.SUPPRESS}
         with contextlib.suppress(argparse.ArgumentError):
             p.add_argument(*flags, **kwargs)
 
@@ -71,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
             register(sub)
     for p in sub.choices.values():
         _add_common(p)
+        for nested in _config.all_parsers(p):
+            _add_common(nested, nested=True)
     return parser
 
 
@@ -82,15 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc = _config.load(config_path) if config_path else None
         if doc is not None and config_path is not None:
             _config.check_top_level(parser, doc, config_path)
-            command = _command(parser, argv)
-            if command is not None:
+            command = _config.command_path(parser, argv)
+            if command:
                 _config.apply(parser, command, doc, config_path)
     except MptcpsecError as exc:
         print(f"mptcpsec: error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
     if doc is not None and args.command:
-        _config.strip_overridden(parser, args.command, args, argv)
+        _config.strip_overridden(parser, _config.command_path(parser, argv), args, argv)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
@@ -107,12 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def _command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
-    """The subcommand named in argv (the first word that is one)."""
-    names = set(_config._subparsers(parser))
-    return next((a for a in argv if a in names), None)
 
 
 if __name__ == "__main__":  # pragma: no cover

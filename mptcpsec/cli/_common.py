@@ -229,7 +229,7 @@ def add_connection_args(p: argparse.ArgumentParser, role: str) -> None:
                    help="which subflow carries the next records (default: %(default)s)")
     t.add_argument("--pcap", metavar="FILE", type=output_file,
                    help="write every record to a pcap (Wireshark decodes the MPTCP options; "
-                   "`mptcpsec pcap --dissector-path` for the records); IPv4 paths only")
+                   "`mptcpsec pcap --dissector-path` for the records); IPv4 and IPv6 paths")
     t.add_argument("--trace", metavar="FILE", type=output_file,
                    help="write every record as JSON lines")
 
@@ -446,13 +446,6 @@ def _tls_config(args: argparse.Namespace, role: Any, first_remote: tuple[str, in
     name = args.server_name or (first_remote[0] if first_remote else None)
     return TlsConfig(role, cert_pem=cert, key_pem=key, ca_pem=ca, pin_sha256=args.pin,
                      server_name=name, keylog_file=key_log)
-
-
-def refuse_ipv6_capture(args: argparse.Namespace, addresses: list[tuple[str, int]]) -> None:
-    """The pcap writer builds IPv4 conversations (papers/SPEC.md section 9): an IPv6 path
-    is refused before anything runs, not discovered when its first record is captured."""
-    if getattr(args, "pcap", None) and any(_is_ipv6(h) for h, _ in addresses):
-        raise CliError("--pcap writes IPv4 captures only; use --trace for IPv6 paths")
 
 
 # ------------------------------------------------------------------ running

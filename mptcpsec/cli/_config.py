@@ -60,29 +60,47 @@ def load(path: str) -> dict[str, Any]:
         raise CliError(f"config file {path!r} is not valid TOML: {exc}") from None
 
 
-def apply(parser: argparse.ArgumentParser, command: str, doc: dict[str, Any],
+def apply(parser: argparse.ArgumentParser, command: str | Sequence[str], doc: dict[str, Any],
           path: str) -> None:
-    """Set the defaults of `command`'s subparser from the file's values."""
-    sub = _subparser(parser, command)
-    if sub is None:
+    """Set the defaults of the (possibly nested) command's parser from the file's values.
+
+    ``command`` is one word (``connect``) or the words of a nested command (``bench
+    crypto``); its values come from the top level, then ``[bench]``, then
+    ``[bench.crypto]``, the innermost winning. Keys of the outer scopes that the command
+    lacks belong to other commands; in the innermost table they are errors."""
+    words = [command] if isinstance(command, str) else list(command)
+    chain = _parser_chain(parser, words)
+    if not chain:
         return
-    commands = set(_subparsers(parser))
-    top = {k: v for k, v in doc.items() if not isinstance(v, dict)}
-    for k, v in doc.items():
-        if isinstance(v, dict) and k not in commands:
-            raise CliError(f"config file {path!r}: [{k}] is not a command "
-                           f"({', '.join(sorted(commands))})")
+    sub = chain[-1]
+    scopes: list[tuple[str, dict[str, Any], bool]] = []
+    table: dict[str, Any] = doc
+    level = parser
+    for i, word in enumerate(["", *words[:len(chain)]]):
+        if i:
+            level = chain[i - 1]
+            table = table.get(word, {}) if isinstance(table.get(word, {}), dict) else {}
+        commands = set(_subparsers(level))
+        name = "top level" if not i else "[" + ".".join(words[:i]) + "]"
+        for k, v in table.items():
+            if isinstance(v, dict) and k not in commands:
+                where = "" if not i else f" in {name}"
+                raise CliError(f"config file {path!r}: [{k}] is not a command{where} "
+                               f"({', '.join(sorted(commands)) or 'it has none'})")
+        scopes.append((name, {k: v for k, v in table.items() if not isinstance(v, dict)},
+                       i == len(chain)))
     actions = {a.dest: a for a in sub._actions if a.option_strings}
     values: dict[str, Any] = {}
-    for scope, table in (("top level", top), (f"[{command}]", doc.get(command, {}))):
-        for key, value in table.items():
+    full = " ".join(words[:len(chain)])
+    for scope, items, innermost in scopes:
+        for key, value in items.items():
             dest = key.replace("-", "_")
             action = actions.get(dest)
             if action is None or dest in _NOT_IN_FILE:
-                if scope == "top level":
+                if not innermost or scope == "top level":
                     continue  # an option of another command
                 raise CliError(f"config file {path!r}: {scope} has no option --{key} "
-                               f"(see `mptcpsec {command} --help`)")
+                               f"(see `mptcpsec {full} --help`)")
             values[dest] = _convert(action, value, key, path)
     for dest, value in values.items():
         actions[dest].required = False
@@ -90,14 +108,15 @@ def apply(parser: argparse.ArgumentParser, command: str, doc: dict[str, Any],
     sub.set_defaults(**values)
 
 
-def strip_overridden(parser: argparse.ArgumentParser, command: str, args: argparse.Namespace,
-                     argv: Sequence[str]) -> None:
+def strip_overridden(parser: argparse.ArgumentParser, command: str | Sequence[str],
+                     args: argparse.Namespace, argv: Sequence[str]) -> None:
     """A repeatable option given on the command line replaces the file's list instead of
     extending it (argparse appends to the default)."""
-    sub = _subparser(parser, command)
-    if sub is None:
+    words = [command] if isinstance(command, str) else list(command)
+    chain = _parser_chain(parser, words)
+    if not chain:
         return
-    for action in sub._actions:
+    for action in chain[-1]._actions:
         if not isinstance(action, argparse._AppendAction):
             continue
         default = action.default
@@ -105,6 +124,43 @@ def strip_overridden(parser: argparse.ArgumentParser, command: str, args: argpar
             continue
         if any(_names_option(tok, action.option_strings) for tok in argv):
             setattr(args, action.dest, getattr(args, action.dest)[len(default):])
+
+
+def command_path(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """The words of the (possibly nested) command named in argv: ``["bench", "crypto"]``."""
+    words: list[str] = []
+    level: argparse.ArgumentParser | None = parser
+    rest = list(argv)
+    while level is not None:
+        names = _subparsers(level)
+        i = next((j for j, a in enumerate(rest) if a in names), None)
+        if i is None or (rest[:i] and "--" in rest[:i]):
+            break
+        words.append(rest[i])
+        level, rest = names[rest[i]], rest[i + 1:]
+    return words
+
+
+def all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every command's parser, nested ones included (not the top-level one)."""
+    out: list[argparse.ArgumentParser] = []
+    for sub in _subparsers(parser).values():
+        out.append(sub)
+        out.extend(all_parsers(sub))
+    return out
+
+
+def _parser_chain(parser: argparse.ArgumentParser,
+                  words: Sequence[str]) -> list[argparse.ArgumentParser]:
+    chain: list[argparse.ArgumentParser] = []
+    level = parser
+    for w in words:
+        nxt = _subparsers(level).get(w)
+        if nxt is None:
+            break
+        chain.append(nxt)
+        level = nxt
+    return chain
 
 
 def _names_option(token: str, option_strings: Sequence[str]) -> bool:
@@ -119,7 +175,7 @@ def _names_option(token: str, option_strings: Sequence[str]) -> bool:
 def check_top_level(parser: argparse.ArgumentParser, doc: dict[str, Any], path: str) -> None:
     """A top-level key must be an option of at least one command (catches typos)."""
     known = set()
-    for sub in _subparsers(parser).values():
+    for sub in all_parsers(parser):
         known |= {a.dest for a in sub._actions if a.option_strings}
     for key, value in doc.items():
         if not isinstance(value, dict) and key.replace("-", "_") not in known:

@@ -33,6 +33,20 @@ def _csv(kind: type, choices: tuple[str, ...] | None = None):
     return parse
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, lists written as they are typed
+    (``64,1024,16384``, not a Python tuple); options without help still show it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if (action.option_strings and d not in (None, False, argparse.SUPPRESS)
+                and "%(default)" not in text):
+            shown = ",".join(map(str, d)) if isinstance(d, (tuple, list)) else str(d)
+            text = f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+        return text
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measure crypto and transfer throughput",
                            description="Benchmarks. Each prints a table (or JSON) with every "
@@ -46,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Python call per record), cryptography (one call per record), pynacl (ChaCha20-"
         "Poly1305 only) and openssl-speed (`openssl speed -aead -evp` of the same libcrypto, "
         "wall time). Each figure is the median of --repeats interleaved runs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     crypto.add_argument("--json", action="store_true",
                         help='print {"results": [{alg, op, size, impl, MBps, runs}, ...]}')
@@ -112,7 +126,7 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
 def _register_system_benches(kinds: argparse._SubParsersAction) -> None:
     from ..perf import failover, handshake, scale, transfer
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _DefaultsFormatter
     t = kinds.add_parser(
         "transfer", formatter_class=fmt,
         help="one-way bulk throughput: mptcpsec vs TLS 1.3, TCP and kernel MPTCP",
@@ -159,7 +173,8 @@ def _register_system_benches(kinds: argparse._SubParsersAction) -> None:
     f.add_argument("--repeats", type=_positive(int), default=failover.FailoverConfig.repeats,
                    help="runs (a fresh connection each)")
     f.add_argument("--key-exchange", choices=("split-path", "tls", "psk"),
-                   default=failover.FailoverConfig.key_exchange)
+                   default=failover.FailoverConfig.key_exchange,
+                   help="key exchange of each connection")
     _common(f, "failover")
     add_bench_args(f, failover=True)
     f.set_defaults(func=_run_failover)
@@ -170,12 +185,16 @@ def _register_system_benches(kinds: argparse._SubParsersAction) -> None:
         description="tls, split-path and psk over two emulated paths (both orders, and "
         "without delay for the computing time); time until the client is ready and until "
         "the server application has the first byte, in round trips of the slower path.")
-    h.add_argument("--fast-rtt-ms", type=float, default=handshake.HandshakeConfig.fast_rtt_ms)
+    h.add_argument("--fast-rtt-ms", type=float, default=handshake.HandshakeConfig.fast_rtt_ms,
+                   help="round trip of the fast emulated path, ms")
     h.add_argument("--slow-rtt-ms", type=_positive(float),
-                   default=handshake.HandshakeConfig.slow_rtt_ms)
+                   default=handshake.HandshakeConfig.slow_rtt_ms,
+                   help="round trip of the slow emulated path, ms (results are in its units)")
     h.add_argument("--key-exchanges", type=_csv(str, handshake.KEY_EXCHANGES),
-                   default=handshake.KEY_EXCHANGES)
-    h.add_argument("--repeats", type=_positive(int), default=handshake.HandshakeConfig.repeats)
+                   default=handshake.KEY_EXCHANGES,
+                   help="key exchanges to time, comma-separated")
+    h.add_argument("--repeats", type=_positive(int), default=handshake.HandshakeConfig.repeats,
+                   help="connections per key exchange and path order (median reported)")
     _common(h, "handshake")
     h.set_defaults(func=_run_handshake)
 
@@ -186,12 +205,14 @@ def _register_system_benches(kinds: argparse._SubParsersAction) -> None:
         "process; memory per idle connection (RSS before and after), then all echo at once: "
         "throughput, CPU seconds per GB, errors; memory after the traffic; clean close.")
     c.add_argument("--connections", type=_positive(int),
-                   default=scale.ScaleConfig.connections)
+                   default=scale.ScaleConfig.connections,
+                   help="concurrent connections, 2 subflows each")
     c.add_argument("--echo-bytes", type=_size, default=scale.ScaleConfig.echo_bytes,
                    help="bytes each connection echoes")
     c.add_argument("--chunk", type=_size, default=scale.ScaleConfig.chunk, help="write size")
     c.add_argument("--key-exchange", choices=("split-path", "tls", "psk"),
-                   default=scale.ScaleConfig.key_exchange)
+                   default=scale.ScaleConfig.key_exchange,
+                   help="key exchange of each connection")
     _common(c, "scale")
     c.set_defaults(func=_run_scale)
 
@@ -354,10 +375,14 @@ def _run_crypto(args: argparse.Namespace) -> int:
     rows = cb.run_crypto_bench(cfg, progress)
     if not args.quiet and sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
+    versions = cb.libcrypto_versions()
     if args.json:
-        print(json.dumps({"results": [r.as_dict() for r in rows]}, indent=1))
+        print(json.dumps({"results": [r.as_dict() for r in rows], "openssl": versions},
+                         indent=1))
         return 0
     print(cb.format_table(rows))
+    print()
+    print(cb.version_note(versions))
     print()
     for alg in ("aes-128-gcm",):
         for size in cfg.sizes:

@@ -18,7 +18,6 @@ from ._common import (
     build_config,
     fmt_bytes,
     positive_float,
-    refuse_ipv6_capture,
     resolve_key_exchange,
     run_async,
     size,
@@ -80,7 +79,6 @@ def _run(args: argparse.Namespace) -> int:
     from ..aio.api import Path
 
     resolve_key_exchange(args)
-    refuse_ipv6_capture(args, args.connect)
     if len(args.bind) > len(args.connect):
         raise CliError("more --bind than --connect: give one --bind per path, in order")
     if args.mode == "mptcpsec" and args.key_exchange == "split-path" and len(args.connect) < 2:

@@ -11,7 +11,15 @@ from ..aio.capture import pcap_file, trace_file
 from ..errors import MptcpsecError
 from ..wire.header import HEADER_LEN, RecordHeader, RecordType
 from ..wire.options import decode_options, describe
-from ..wire.pcap import MultiSink, RecordDecryptor, RecordSink, read_trace, replay_trace
+from ..wire.pcap import (
+    MultiSink,
+    PcapError,
+    RecordDecryptor,
+    RecordSink,
+    read_trace,
+    replay_trace,
+)
+from ._common import output_file
 from ._dissector import PrintDissectorPath
 
 DESCRIPTION = """\
@@ -40,9 +48,10 @@ examples:
       -T fields -e tcp.options.mptcp.rawdataseqno -e tcp.options.mptcp.rawdataack
   mptcpsec pcap --trace run.jsonl -o run.pcap
 
-Payloads stay encrypted. To write plaintext payloads, a program passes
-mptcpsec.wire.pcap.RecordDecryptor (keys per subflow direction, e.g. from a key log)
-as the writer's transform.
+Payloads are the encrypted records as sent, unless --keylog is given: then each
+record's payload is replaced by its plaintext, decrypted with the connection secret
+from the key log (SSLKEYLOGFILE). Programs pass mptcpsec.wire.pcap.RecordDecryptor
+as the writer's transform for the same effect.
 """
 
 
@@ -92,12 +101,15 @@ def _run(args: argparse.Namespace) -> int:
             count = len(result.records)
         else:
             with open(args.trace, encoding="utf-8") as f:
-                count = replay_trace(f, sink)
+                count = replay_trace(f, sink, args.trace)
             if args.summary:
                 with open(args.trace, encoding="utf-8") as f:
                     lines = [_summary_line(ev["subflow"], ev["from"] == "client", ev["record"])
-                             for ev in read_trace(f) if ev["event"] == "record"]
+                             for ev in read_trace(f, args.trace) if ev["event"] == "record"]
             source = f"trace {args.trace}"
+    except PcapError as exc:
+        print(f"mptcpsec pcap: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"mptcpsec pcap: {exc}", file=sys.stderr)
         return 1
@@ -115,7 +127,7 @@ def _keylog_transform(trace: str, keylog_file: str) -> RecordDecryptor:
     from ..wire.decrypt import KeylogKeys
 
     with open(trace, encoding="utf-8") as f:
-        info = next((ev for ev in read_trace(f) if ev["event"] == "connection"), None)
+        info = next((ev for ev in read_trace(f, trace) if ev["event"] == "connection"), None)
     if info is None:
         raise MptcpsecError(f"{trace} has no connection event (connection id, nonces): "
                             "write it with --trace from a connection")
@@ -133,9 +145,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     src.add_argument("--sample", action="store_true",
                      help="run a real two-subflow connection on loopback and capture it")
     src.add_argument("--trace", metavar="FILE", help="convert a JSON-lines records trace")
-    p.add_argument("-o", "--output", metavar="FILE.pcap", default="mptcpsec.pcap",
+    p.add_argument("-o", "--output", metavar="FILE.pcap", default="mptcpsec.pcap", type=output_file,
                    help="pcap file to write (default: %(default)s)")
-    p.add_argument("--trace-out", metavar="FILE",
+    p.add_argument("--trace-out", metavar="FILE", type=output_file,
                    help="also write the records as a JSON-lines trace (replayable with --trace)")
     p.add_argument("--keylog", metavar="FILE",
                    help="with --trace: decrypt the records with the connection secret from "

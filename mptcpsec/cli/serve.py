@@ -19,7 +19,6 @@ from ._common import (
     build_config,
     listen_address,
     positive_float,
-    refuse_ipv6_capture,
     run_async,
 )
 
@@ -90,7 +89,6 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.stdio and args.json:
         raise CliError("--stdio writes the connection's bytes to stdout: drop --json")
-    refuse_ipv6_capture(args, args.listen)
     cfg, info = build_config(args, "server")
     cfg.announce = list(args.announce)
     log = LOG.getChild("serve")
@@ -250,3 +248,6 @@ async def _shut_down(live: dict[int, Any], grace: float, log: Any) -> None:
         if not stream._driver.closed.is_set():
             log.info(f"connection {n}: fast-closed (did not finish within {grace:g} s)")
             stream.abort(SHUTDOWN)
+    # The MP_FASTCLOSE may sit behind full socket buffers: let each socket deliver it
+    # (bounded by the driver's linger) before the process exits and drops it.
+    await asyncio.gather(*(s._driver.wait_flushed() for s in streams.values()))

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 
 from ._common import (
     CliError,
@@ -104,6 +105,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def tunnel_hint(text: str, args: argparse.Namespace) -> str | None:
+    """A hint for a tunnel log line that reports a failed connection to the gateway, in
+    the words `connect` uses (cli/_hints.py); None for other lines."""
+    from ._hints import handshake_hint, local_settings
+
+    gw = f"{args.connect[0][0]}:{args.connect[0][1]}"
+    low = text.lower()
+    if "gateway unreachable" in low or "cannot connect to the gateway" in low:
+        if "refused" in low or "[errno 111]" in low:
+            return (f"connection refused at {gw}: is `mptcpsec gateway` running there, "
+                    "on every --connect address?")
+        if "timed out" in low or "timeout" in low:
+            return (f"no mptcpsec answer from {gw} within --connect-timeout "
+                    f"{args.connect_timeout:g} s: is `mptcpsec gateway` running there, "
+                    f"with {local_settings(args)}?")
+        return f"cannot reach the gateway at {gw}: is it running there?"
+    if "gateway refused us" in low:
+        return ("the gateway does not admit this client: check its --psk-clients / "
+                "--allowed-clients and this tunnel's credentials")
+    if ": gateway: " in text:
+        return handshake_hint(text.split(": gateway: ", 1)[1], args)
+    return None
+
+
+def _hinted(log: Callable[[str], None], args: argparse.Namespace) -> Callable[[str], None]:
+    """The tunnel's log with a hint after each failed gateway connection (each hint once);
+    with --stdio, whose log is quiet, those lines still reach stderr."""
+    shown: set[str] = set()
+
+    def out(text: str) -> None:
+        hint = tunnel_hint(text, args)
+        if hint is not None and args.stdio and not args.quiet:
+            print(f"mptcpsec tunnel: {text}", file=sys.stderr, flush=True)
+        else:
+            log(text)
+        if hint is not None and hint not in shown:
+            shown.add(hint)
+            if args.stdio and not args.quiet:
+                print(f"mptcpsec tunnel: hint: {hint}", file=sys.stderr, flush=True)
+            else:
+                log(f"hint: {hint}")
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..aio.api import Path
     from ..tunnel.entry import Tunnel, TunnelOptions
@@ -164,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
 
     view = StatusView("mptcpsec tunnel", rows, footer, quiet=args.quiet or bool(args.stdio),
                       live=False if (args.no_live or args.stdio) else None)
-    tunnel = Tunnel(opts, log=view.log)
+    tunnel = Tunnel(opts, log=_hinted(view.log, args))
     holder["t"] = tunnel
 
     async def main(stop: asyncio.Event) -> int:

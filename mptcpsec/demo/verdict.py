@@ -64,13 +64,8 @@ def to_json(res: ScenarioResult) -> dict[str, object]:
     doc = res.to_dict()
     doc["detected"] = detected(res)
     doc["attack_fired"] = bool(res.strikes) if res.attack else None
-    strikes = doc["strikes"]
-    if strikes:
-        first = float(strikes[0]["time"])
-        base = res.attack_time or 0.0
-        for s in strikes:
-            s["t"] = round(base + float(s.pop("time")) - first, 4)
-            s["record_number"] = int(s["record_index"]) + 1
+    for s in doc["strikes"]:  # already on the events' clock (lab.scenarios)
+        s.setdefault("record_number", int(s["record_index"]) + 1)
     return doc
 
 

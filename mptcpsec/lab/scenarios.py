@@ -189,6 +189,7 @@ async def run_scenario(sc: Scenario, observer: Observer | None = None) -> Scenar
     t0 = loop.time()
     events: list[dict[str, Any]] = []
     strike_times: list[float] = []
+    strikes: list[dict[str, Any]] = []
     server_cfg, client_cfg = make_configs(sc)
     from ..aio.capture import open_sink
 
@@ -205,8 +206,13 @@ async def run_scenario(sc: Scenario, observer: Observer | None = None) -> Scenar
             attacked = sc.attack is not None and i == sc.attack_path - 1
 
             def on_strike(s: Strike, path: int = i + 1) -> None:
+                # The events' clock (loop.time() since t0), not the Strike's epoch stamp:
+                # one clock in all of the result's JSON.
                 t = loop.time() - t0
                 strike_times.append(t)
+                d = {k: v for k, v in s.to_dict().items() if k != "time"}
+                strikes.append({**d, "path": path, "t": round(t, 4),
+                                "record_number": int(s.record_index) + 1})
                 obs.strike(path, t, s)
 
             proxy = Proxy((host(i), 0), server.addresses[i], delay_ms=sc.delay_ms,
@@ -244,7 +250,7 @@ async def run_scenario(sc: Scenario, observer: Observer | None = None) -> Scenar
                        duration=loop.time() - t0,
                        attack=sc.attack.describe() if sc.attack else None,
                        attack_path=sc.attack_path if sc.attack else None,
-                       strikes=[s.to_dict() for p in proxies for s in p.strikes],
+                       strikes=strikes,
                        attack_time=strike_times[0] if strike_times else None)
 
 

@@ -470,26 +470,44 @@ def hostile_process_main(kind: str, target: Address, count: int, concurrency: in
 # ---------------------------------------------------------------------- CLI
 
 def main(argv: Sequence[str] | None = None) -> int:
+    class Fmt(argparse.RawDescriptionHelpFormatter):
+        def _get_help_string(self, action: argparse.Action) -> str:
+            if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+                return action.help or ""
+            return f"{action.help} (default: %(default)s)"
+
+    d = SoakConfig()
     ap = argparse.ArgumentParser(prog="python -m mptcpsec.lab.soak", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=Fmt)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("soak", help="connections echoing over failing paths")
-    s.add_argument("--connections", type=int, default=100)
-    s.add_argument("--duration", type=float, default=60.0)
-    s.add_argument("--fail-every", type=float, default=4.0)
-    s.add_argument("--down-for", type=float, default=1.5)
-    s.add_argument("--sample-every", type=float, default=5.0)
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("soak", help="connections echoing over failing paths", formatter_class=Fmt,
+                       description="Connections echoing verified data over two loopback "
+                       "paths that fail in turn; RSS, bytes lost or corrupted, rejoins.")
+    s.add_argument("--connections", type=int, default=d.connections,
+                   help="concurrent connections, one subflow per path")
+    s.add_argument("--duration", type=float, default=d.duration, help="seconds of traffic")
+    s.add_argument("--fail-every", type=float, default=d.fail_every,
+                   help="seconds between path failures (paths fail in turn, never both)")
+    s.add_argument("--down-for", type=float, default=d.down_for,
+                   help="seconds a failed path stays down")
+    s.add_argument("--sample-every", type=float, default=d.sample_every,
+                   help="seconds between RSS and throughput samples")
+    s.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the echo chunks and the failure order")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--no-trim", action="store_true",
                    help="read RSS without handing freed heap back first (glibc high-water)")
-    h = sub.add_parser("hostile", help="misbehaving peers against a server")
+    h = sub.add_parser("hostile", help="misbehaving peers against a server", formatter_class=Fmt,
+                       description="Open misbehaving connections against a server on a "
+                       "127.0.0.x address and report how the server ended them.")
     h.add_argument("--target", required=True, help="HOST:PORT (127.0.0.x only)")
-    h.add_argument("--kind", choices=HOSTILE_KINDS, required=True)
-    h.add_argument("--count", type=int, default=1000)
-    h.add_argument("--concurrency", type=int, default=200)
-    h.add_argument("--hold", type=float, default=5.0)
-    h.add_argument("--token", type=lambda x: int(x, 0), default=None)
+    h.add_argument("--kind", choices=HOSTILE_KINDS, required=True, help="misbehaviour")
+    h.add_argument("--count", type=int, default=1000, help="connections in all")
+    h.add_argument("--concurrency", type=int, default=200, help="connections at a time")
+    h.add_argument("--hold", type=float, default=5.0,
+                   help="seconds each connection is held before giving up")
+    h.add_argument("--token", type=lambda x: int(x, 0), default=None,
+                   help="a real connection token for join-based kinds (0x... accepted)")
     args = ap.parse_args(argv)
     if args.cmd == "soak":
         cfg = SoakConfig(connections=args.connections, duration=args.duration,

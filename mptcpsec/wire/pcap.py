@@ -1,6 +1,7 @@
 """Export records as a classic pcap that Wireshark/tshark decode (papers/SPEC.md, section 9).
 
-Each subflow becomes an IPv4/TCP conversation between its real addresses and ports:
+Each subflow becomes an IPv4/TCP or IPv6/TCP conversation between its real addresses and
+ports:
 a SYN, SYN/ACK, ACK at the start, then one TCP segment per record with consistent
 sequence and acknowledgement numbers, the record's MPTCP options copied into the TCP
 option field (those that fit in 40 bytes) and the whole record as payload, and a FIN
@@ -36,7 +37,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import IO, Any, Protocol
 
 from ..errors import MptcpsecError, RecordError, WireError
@@ -105,6 +106,52 @@ def tcp_option_field(record_options: bytes) -> bytes:
     return bytes(out)
 
 
+def _tcp_segment(saddr: bytes, daddr: bytes, src_port: int, dst_port: int, seq: int,
+                 ack: int, flags: int, options: bytes, payload: bytes, window: int) -> bytes:
+    """A TCP header + payload with its checksum over the IPv4 or IPv6 pseudo-header."""
+    if len(options) % 4 or len(options) > TCP_MAX_OPTIONS:
+        raise PcapError(f"TCP options of {len(options)} bytes")
+    tcp_len = 20 + len(options) + len(payload)
+    offset_flags = ((20 + len(options)) // 4) << 12 | flags
+    tcp = struct.pack("!HHIIHHHH", src_port, dst_port, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                      offset_flags, window, 0, 0) + options + payload
+    if len(saddr) == 4:
+        pseudo = saddr + daddr + struct.pack("!BBH", 0, 6, tcp_len)
+    else:  # RFC 8200 section 8.1
+        pseudo = saddr + daddr + struct.pack("!I3xB", tcp_len, 6)
+    csum = _checksum(pseudo + tcp)
+    return tcp[:16] + struct.pack("!H", csum) + tcp[18:]
+
+
+def build_ipv6_tcp(src: Endpoint, dst: Endpoint, seq: int, ack: int, flags: int,
+                   options: bytes = b"", payload: bytes = b"", flow: int = 0,
+                   window: int = 65535) -> bytes:
+    """One IPv6/TCP packet (no extension headers) with a correct TCP checksum."""
+    try:
+        saddr, daddr = IPv6Address(src[0]).packed, IPv6Address(dst[0]).packed
+    except ValueError as exc:
+        raise PcapError(f"not an IPv6 subflow: {exc}") from None
+    tcp = _tcp_segment(saddr, daddr, src[1], dst[1], seq, ack, flags, options, payload, window)
+    if len(tcp) > 0xFFFF:
+        raise PcapError(f"IPv6 payload of {len(tcp)} bytes")
+    ip = struct.pack("!IHBB16s16s", 6 << 28 | (flow & 0xFFFFF), len(tcp), 6, 64, saddr, daddr)
+    return ip + tcp
+
+
+def build_ip_tcp(src: Endpoint, dst: Endpoint, seq: int, ack: int, flags: int,
+                 options: bytes = b"", payload: bytes = b"", ip_id: int = 0) -> bytes:
+    """IPv4/TCP or IPv6/TCP, after the subflow's addresses (both of one family)."""
+    try:
+        v_src, v_dst = ip_address(src[0]).version, ip_address(dst[0]).version
+    except ValueError as exc:
+        raise PcapError(f"pcap export needs IP addresses: {exc}") from None
+    if v_src != v_dst:
+        raise PcapError(f"subflow {src[0]} -> {dst[0]} mixes IPv4 and IPv6")
+    if v_src == 6:
+        return build_ipv6_tcp(src, dst, seq, ack, flags, options, payload, ip_id)
+    return build_ipv4_tcp(src, dst, seq, ack, flags, options, payload, ip_id)
+
+
 def build_ipv4_tcp(src: Endpoint, dst: Endpoint, seq: int, ack: int, flags: int,
                    options: bytes = b"", payload: bytes = b"", ip_id: int = 0,
                    window: int = 65535) -> bytes:
@@ -140,7 +187,8 @@ class _Subflow:
 
 
 class PcapWriter:
-    """A :class:`RecordSink` that writes classic pcap (link type RAW, IPv4).
+    """A :class:`RecordSink` that writes classic pcap (link type RAW: IPv4 or IPv6 after
+    each subflow's addresses).
 
     ``out`` is a binary file object (closed by :meth:`close` only with ``close_file``).
     ``transform`` may replace each record's payload, e.g. with its decrypted form
@@ -233,7 +281,7 @@ class PcapWriter:
         ts = max(ts, self._last_ts)  # keep the capture in time order
         self._last_ts = ts
         self._ip_id += 1
-        pkt = build_ipv4_tcp(src, dst, seq, ack, flags, options, payload, self._ip_id)
+        pkt = build_ip_tcp(src, dst, seq, ack, flags, options, payload, self._ip_id)
         sec = int(ts)
         usec = min(round((ts - sec) * 1e6), 999999)
         caplen = min(len(pkt), self.snaplen)
@@ -304,16 +352,29 @@ def _endpoint(text: str) -> Endpoint:
     host, _, port = str(text).rpartition(":")
     if not host or not port.isdigit():
         raise PcapError(f"bad endpoint {text!r}, expected IP:PORT")
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
-def read_trace(lines: Iterator[str] | IO[str]) -> Iterator[dict[str, Any]]:
-    """Parse and check the events of a JSON-lines records trace."""
-    for n, line in enumerate(lines, 1):
+def read_trace(lines: Iterator[str] | IO[str], name: str = "trace") -> Iterator[dict[str, Any]]:
+    """Parse and check the events of a JSON-lines records trace; every problem is a
+    PcapError naming `name` and the line (papers/SPEC.md section 9)."""
+    it = iter(lines)
+    n = 0
+    while True:
+        n += 1
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            raise PcapError(f"{name} line {n}: not UTF-8 text; a records trace is JSON lines "
+                            "(written with --trace or --trace-out)") from None
         if not line.strip():
             continue
         try:
             ev = json.loads(line)
+            if not isinstance(ev, dict):
+                raise TypeError("not a JSON object")
             kind = ev["event"]
             if kind == "subflow_open":
                 ev["client"], ev["server"] = _endpoint(ev["client"]), _endpoint(ev["server"])
@@ -327,15 +388,17 @@ def read_trace(lines: Iterator[str] | IO[str]) -> Iterator[dict[str, Any]]:
             elif kind != "subflow_close":
                 continue  # other engine events may share the trace file
             ev["subflow"] = int(ev["subflow"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PcapError(f"trace line {n}: {exc}") from None
+        except KeyError as exc:
+            raise PcapError(f"{name} line {n}: missing field {exc.args[0]!r}") from None
+        except (ValueError, TypeError) as exc:
+            raise PcapError(f"{name} line {n}: {exc}") from None
         yield ev
 
 
-def replay_trace(lines: Iterator[str] | IO[str], sink: RecordSink) -> int:
+def replay_trace(lines: Iterator[str] | IO[str], sink: RecordSink, name: str = "trace") -> int:
     """Feed a records trace into a sink; returns the number of records."""
     count = 0
-    for ev in read_trace(lines):
+    for ev in read_trace(lines, name):
         ts = ev.get("ts")
         if ev["event"] == "connection":
             fn = getattr(sink, "connection_info", None)

@@ -92,11 +92,18 @@ def test_mptcpsec_options_in_the_tcp_header_are_no_longer_unknown(tmp_path: Path
     res = run_cli("pcap", "--sample", "-o", str(pcap))
     assert res.returncode == 0, res.stderr
     rows = tshark_fields(pcap, "mptcpsec.type", "mptcpsec.subflow.id", "frame.number",
+                         "mptcpsec.subflow.reason", "tcp.srcport",
                          extra=("-Y", "mptcpsec.subflow.id"))
-    # JOIN SYN (SUBFLOW id 1) and the CONTROL reporting subflow 1 (MP_TCPRST + SUBFLOW):
-    # each shows the id twice, decoded from the record and from the TCP header.
-    assert [r[0] for r in rows] == ["6", "2"]
-    assert all(r[1] == "1,1" for r in rows), rows
+    # The real connection (lab.sample): the MP_CAPABLE handshake record names subflow 0,
+    # the JOIN SYN from 127.0.0.2 names subflow 1, and the CONTROL record that reports
+    # the poisoned subflow 1 (MP_TCPRST + SUBFLOW, reason 1 = bad tag) travels on
+    # subflow 0. Each shows the id twice, decoded from the record and from the TCP header.
+    assert [r[0] for r in rows] == ["3", "6", "2"], rows
+    assert [r[1] for r in rows] == ["0,0", "1,1", "1,1"], rows
+    assert rows[2][3] == "1,1", rows  # the poison report's reason
+    assert rows[1][4] != rows[0][4], rows  # the join is a new subflow (own port)
+    assert rows[2][4] == rows[0][4], rows  # the report rides the clean subflow 0
+    rows = rows[1:]
     verbose = subprocess.run([str(TSHARK), "-X", f"lua_script:{dissector()}", "-r", str(pcap),
                               "-V", "-Y", f"frame.number == {rows[1][2]}"],
                              capture_output=True, text=True, timeout=60).stdout
