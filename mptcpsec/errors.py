@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # wire.options imports this module: no import cycle at run time
+    from .tunnel.request import Status
     from .wire.options import PoisonReason
 
 
@@ -139,3 +140,92 @@ class ProtocolViolation(MptcpsecError):
 
 class StateTransitionError(MptcpsecError, AssertionError):
     """An engine state change that the transition table does not allow (a bug, never input)."""
+
+
+class KeyLogError(KeyExchangeError):
+    """A key log that cannot be parsed, or a connection that is not in it."""
+
+
+class IdentityMismatchError(KeyExchangeError):
+    """The server's identity key differs from the one remembered for that server."""
+
+
+class PskError(KeyExchangeError):
+    """A pre-shared key that cannot be used."""
+
+
+class PskMissingError(PskError):
+    """No pre-shared key was configured (file absent, variable unset or empty)."""
+
+
+class PskTooShortError(PskError):
+    """The pre-shared key is shorter than MIN_PSK_LEN bytes."""
+
+
+class PskFormatError(PskError):
+    """The pre-shared key is not valid hex or ``base64:`` text."""
+
+
+class PcapError(WireError):
+    """A pcap event that does not fit the subflow's state (unknown subflow, bad address)."""
+
+
+class TransportError(MptcpsecError):
+    """The event loop handed over a transport without the stream methods a subflow uses."""
+
+
+class CliError(MptcpsecError):
+    """A command-line problem; the message says what to do."""
+
+
+class ClientsFileError(MptcpsecError):
+    """A malformed clients file (the message names the line)."""
+
+
+class PolicyError(MptcpsecError):
+    """A malformed --allow rule or bound."""
+
+
+class RequestError(MptcpsecError):
+    """A malformed CONNECT request or status (wrong version, command, type or length)."""
+
+
+class SampleError(MptcpsecError):
+    """The sample exchange did not complete."""
+
+
+class NetCliError(Exception):
+    """A command-line mistake for --net netns (the caller turns it into its CliError)."""
+
+
+class LabError(RuntimeError):
+    """The lab cannot be built or used (missing privilege, tool, or kernel feature)."""
+
+
+class AttackError(ValueError):
+    """An attack specification that cannot work (the message says how to fix it)."""
+
+
+class ServerError(RuntimeError):
+    """The benchmark server failed to start or to answer."""
+
+
+class KnownHostsConflictError(KeyExchangeError):
+    """A second identity key for a name already in known_hosts (the first one stays)."""
+
+
+class ReadOnlyBufferError(MptcpsecError, TypeError):
+    """``open_records`` was given an immutable buffer (``bytes``) to decrypt in place."""
+
+
+class UnsafeFileError(MptcpsecError, OSError):
+    """A file for secrets that is a symlink, not ours, not regular, or open to others."""
+
+
+class Refused(MptcpsecError):
+    """The gateway refuses a CONNECT request; ``status`` is what it answers (SPEC 11)."""
+
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import MptcpsecError
+from ..errors import TransportError as TransportError
 from ..protocol.connection import CloseSubflow, Connection, OpenSubflow
 from ..protocol.events import ConnectionTerminated, Event, HandshakeCompleted, TraceWriter
 from ..wire.pcap import RecordSink
@@ -56,10 +56,6 @@ SHUTDOWN_LINGER = 2.0
 def _abort_if_open(transport: asyncio.Transport) -> None:
     if not transport.is_closing() or transport.get_write_buffer_size():
         transport.abort()
-
-
-class TransportError(MptcpsecError):
-    """The event loop handed over a transport without the stream methods a subflow uses."""
 
 
 class SubflowProtocol(asyncio.Protocol):

@@ -12,11 +12,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ..errors import MptcpsecError
-
-
-class UnsafeFileError(MptcpsecError, OSError):
-    """A file for secrets that is a symlink, not ours, not regular, or open to others."""
+from ..errors import UnsafeFileError as UnsafeFileError
 
 
 def check_private_fd(fd: int, path: str) -> None:

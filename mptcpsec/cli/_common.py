@@ -18,17 +18,13 @@ from typing import Any, TypeVar
 from cryptography.exceptions import UnsupportedAlgorithm as UnsupportedAlgorithmError_
 
 from ..crypto.aead import Algorithm
-from ..errors import MptcpsecError
+from ..errors import CliError as CliError
 from ..lab.attacks import ATTACKS, OPTION_NAMES, AttackSpec
 from ..protocol.config import KEY_EXCHANGES, MODES, ConnectionConfig
 
 T = TypeVar("T")
 
 SCHEDULERS = ("lowest-rtt", "round-robin", "redundant")
-
-
-class CliError(MptcpsecError):
-    """A command-line problem; the message says what to do."""
 
 
 # ------------------------------------------------------------------ argument types

@@ -20,6 +20,7 @@ from ..errors import (
     CounterExhaustedError,
     CryptoError,
     MptcpsecError,
+    ReadOnlyBufferError as ReadOnlyBufferError,
     RecordError,
     RecordTooLargeError,
     UnsupportedAlgorithmError,
@@ -208,10 +209,6 @@ class BatchOpenResult:
     def error_index(self) -> int | None:
         """Index of the failing record (== number of records opened before it)."""
         return len(self.records) if self.reason is not None else None
-
-
-class ReadOnlyBufferError(MptcpsecError, TypeError):
-    """``open_records`` was given an immutable buffer (``bytes``) to decrypt in place."""
 
 
 def check_in_place(buf: object, out: object) -> None:

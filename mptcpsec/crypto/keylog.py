@@ -29,13 +29,10 @@ from mptcpsec.crypto.keyschedule import (
     SubflowKeys,
     derive_connection_secret,
 )
-from mptcpsec.errors import KeyExchangeError
+
+from ..errors import KeyLogError as KeyLogError
 
 MPTCPSEC_LABEL = "MPTCPSEC_SECRET"
-
-
-class KeyLogError(KeyExchangeError):
-    """A key log that cannot be parsed, or a connection that is not in it."""
 
 
 @runtime_checkable

@@ -14,11 +14,9 @@ from typing import Protocol, runtime_checkable
 
 from mptcpsec.errors import KeyExchangeError
 
+from ..errors import KnownHostsConflictError as KnownHostsConflictError
+
 IDENTITY_LEN = 32
-
-
-class KnownHostsConflictError(KeyExchangeError):
-    """A second identity key for a name already in known_hosts (the first one stays)."""
 
 
 @runtime_checkable

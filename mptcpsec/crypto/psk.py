@@ -39,6 +39,13 @@ from mptcpsec.crypto.kx import (
 )
 from mptcpsec.errors import KeyExchangeError
 
+from ..errors import (
+    PskError as PskError,
+    PskFormatError as PskFormatError,
+    PskMissingError as PskMissingError,
+    PskTooShortError as PskTooShortError,
+)
+
 MODE = "psk"
 VERSION = 2
 MIN_PSK_LEN = 16
@@ -52,22 +59,6 @@ _MAX_MESSAGE = 2 + NONCE_LEN + 1 + MAX_IDENTITY_LEN + BINDER_LEN
 PSK_CLIENT_HELLO = 0x31
 PSK_SERVER_HELLO = 0x32
 PSK_CLIENT_FINISHED = 0x33
-
-
-class PskError(KeyExchangeError):
-    """A pre-shared key that cannot be used."""
-
-
-class PskMissingError(PskError):
-    """No pre-shared key was configured (file absent, variable unset or empty)."""
-
-
-class PskTooShortError(PskError):
-    """The pre-shared key is shorter than MIN_PSK_LEN bytes."""
-
-
-class PskFormatError(PskError):
-    """The pre-shared key is not valid hex or ``base64:`` text."""
 
 
 def parse_psk(text: str, source: str = "pre-shared key") -> Secret:

@@ -47,6 +47,8 @@ from mptcpsec.crypto.kx import (
 )
 from mptcpsec.errors import KeyExchangeError
 
+from ..errors import IdentityMismatchError as IdentityMismatchError
+
 MODE = "split-path"
 VERSION = 1
 SHARE_PATH = 0
@@ -72,10 +74,6 @@ MESSAGE_NAMES = {CLIENT_SHARE: "CLIENT_SHARE", CLIENT_NONCE: "CLIENT_NONCE",
                  SERVER_NONCE: "SERVER_NONCE", ABORT_TYPE: "ABORT"}
 _PREFIX = 2 + SESSION_ID_LEN
 MAX_SPLITPATH_MESSAGE = 512
-
-
-class IdentityMismatchError(KeyExchangeError):
-    """The server's identity key differs from the one remembered for that server."""
 
 
 @dataclass

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import AttackError as AttackError
 from ..wire.header import HEADER_LEN, RecordHeader, RecordType
 from ..wire.options import OPTION_CLASSES, MptcpOption, decode_options
 from .relay import Direction, HookContext, RecordHook
@@ -77,10 +78,6 @@ def option_fields(name: str) -> list[str]:
         for f in dataclasses.fields(cls):
             seen[f.name] = None
     return list(seen)
-
-
-class AttackError(ValueError):
-    """An attack specification that cannot work (the message says how to fix it)."""
 
 
 @dataclass(frozen=True)

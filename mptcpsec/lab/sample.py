@@ -40,7 +40,7 @@ from ..crypto.keylog import parse_keylog
 from ..crypto.keyschedule import Role, Secret
 from ..crypto.psk import PskConfig
 from ..crypto.tls_keys import TlsConfig
-from ..errors import MptcpsecError
+from ..errors import SampleError as SampleError
 from ..protocol.config import ConnectionConfig
 from ..protocol.events import Event, SubflowEstablished, SubflowPoisoned
 from ..wire.decrypt import KeylogKeys
@@ -55,10 +55,6 @@ KEY_EXCHANGES = ("tls", "psk")
 #: Records per direction between key updates: several KEY_UPDATEs in a short sample.
 KEY_UPDATE_RECORDS = 4
 CHUNK = 8192
-
-
-class SampleError(MptcpsecError):
-    """The sample exchange did not complete."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import IO, Any
 
+from ..errors import ServerError as ServerError
 from ..lab.procstat import cpu_seconds, release_memory, rss_bytes
 
 #: Pins TLS 1.3 to TLS_AES_128_GCM_SHA256 in a process started with OPENSSL_CONF pointing
@@ -34,10 +35,6 @@ system_default = tls13_sect
 [tls13_sect]
 Ciphersuites = TLS_AES_128_GCM_SHA256
 """
-
-
-class ServerError(RuntimeError):
-    """The benchmark server failed to start or to answer."""
 
 
 class ServerProcess:

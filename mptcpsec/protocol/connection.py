@@ -81,8 +81,7 @@ from .recovery import Timer, Timers, on_acked, on_fin_sent, on_kernel_rtt, on_se
 from .scheduler import batches, make_scheduler, signal_subflow
 from .states import ConnectionState, check_connection_transition
 from .stream import ReassemblyBuffer, SendBuffer
-from .subflow import Address, Subflow, SubflowState
-from .subflow import format_address as _fmt
+from .subflow import Address, Subflow, SubflowState, format_address as _fmt
 from .tls_stream import TlsAppStream
 
 __all__ = ["JOIN_NONCE_LEN", "MAC_LEN", "MAX_ENDED_SUBFLOWS", "CloseSubflow", "Command",

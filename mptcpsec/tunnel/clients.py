@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from ..crypto.keyschedule import Secret
 from ..crypto.psk import PskTable, parse_psk
-from ..errors import MptcpsecError
-
-
-class ClientsFileError(MptcpsecError):
-    """A malformed clients file (the message names the line)."""
+from ..errors import (
+    ClientsFileError as ClientsFileError,
+    MptcpsecError,
+)
 
 
 def parse_psk_clients(text: str, source: str = "clients file") -> PskTable:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..aio.api import MptcpsecStream
-from ..errors import MptcpsecError
+from ..errors import MptcpsecError, Refused as Refused
 from ..protocol.events import ConnectionTerminated, Event, SubflowPoisoned
 from .policy import Counters, Limits, Policy
 from .relay import relay
@@ -32,13 +32,6 @@ from .request import (
 )
 
 Log = Callable[[str], None]
-
-
-class Refused(Exception):
-    def __init__(self, status: Status, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def status_for_oserror(exc: BaseException) -> Status:

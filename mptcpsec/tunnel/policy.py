@@ -11,14 +11,10 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import MptcpsecError
+from ..errors import PolicyError as PolicyError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class PolicyError(MptcpsecError):
-    """A malformed --allow rule or bound."""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import enum
 import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import MptcpsecError
+from ..errors import RequestError as RequestError
 
 VERSION = 1
 CMD_CONNECT = 1
@@ -26,10 +27,6 @@ ATYP_IPV6 = 4
 #: VER CMD ATYP LEN name(255) PORT
 MAX_REQUEST_LEN = 4 + 255 + 2
 STATUS_LEN = 2
-
-
-class RequestError(MptcpsecError):
-    """A malformed CONNECT request or status (wrong version, command, type or length)."""
 
 
 class Status(enum.IntEnum):
@@ -102,6 +99,7 @@ def parse_request(buf: bytes | bytearray) -> tuple[ConnectRequest, int] | None:
     if len(buf) < 4:
         return None
     atyp = buf[2]
+    host: Callable[[], str]
     if atyp == ATYP_IPV4:
         end = 3 + 4
         host = lambda: str(ipaddress.IPv4Address(bytes(buf[3:7])))  # noqa: E731

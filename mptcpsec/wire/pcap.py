@@ -40,7 +40,11 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import IO, Any, Protocol
 
-from ..errors import MptcpsecError, RecordError, WireError
+from ..errors import (
+    MptcpsecError,
+    PcapError as PcapError,
+    RecordError,
+)
 from .header import HEADER_LEN, RecordHeader, RecordType
 from .options import KIND_MPTCP
 from .records import Record, is_protected
@@ -58,10 +62,6 @@ _FIN, _SYN, _RST, _PSH, _ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 Endpoint = tuple[str, int]
 #: (subflow_id, from_client, record bytes) -> bytes to write as the payload instead.
 RecordTransform = Callable[[int, bool, bytes], bytes]
-
-
-class PcapError(WireError):
-    """A pcap event that does not fit the subflow's state (unknown subflow, bad address)."""
 
 
 class RecordSink(Protocol):

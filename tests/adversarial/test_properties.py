@@ -4,8 +4,7 @@ path changes nothing at all."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from mptcpsec.wire.header import RecordType
 

@@ -6,8 +6,7 @@ import os
 
 import nacl.bindings
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from mptcpsec.crypto import Algorithm, get_backend
 from mptcpsec.wire.header import MAX_OPT_LEN, MAX_PLAINTEXT, PROTECTED_TYPES, RecordType

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from mptcpsec.aio.stores import PSK_ENV_VAR as ENV_VAR
-from mptcpsec.aio.stores import load_psk
+from mptcpsec.aio.stores import PSK_ENV_VAR as ENV_VAR, load_psk
 from mptcpsec.crypto.keyschedule import Role, Secret
 from mptcpsec.crypto.psk import (
     MIN_PSK_LEN,

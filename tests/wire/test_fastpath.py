@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import random
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from mptcpsec.errors import MptcpsecError
 from mptcpsec.protocol.stream import Range, ReassemblyBuffer, SendBuffer

@@ -6,8 +6,7 @@ import itertools
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mptcpsec.crypto import BACKENDS, Algorithm, Backend, get_backend
 from mptcpsec.errors import (

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from ...errors import NetCliError as NetCliError
 from .names import ATTACKS
 
 #: loopback attack names that have a packet-level counterpart
@@ -27,10 +28,6 @@ NET_HELP = ("loopback (default, unprivileged): aliases of 127.0.0.1 and TCP rela
 
 
 NETNS_TRANSFER_BYTES = 40_000_000
-
-
-class NetCliError(Exception):
-    """A command-line mistake for --net netns (the caller turns it into its CliError)."""
 
 
 def add_demo_args(p: argparse.ArgumentParser) -> None:
@@ -151,8 +148,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     """``mptcpsec bench transfer --net netns --path 50:10 --path 20:40``."""
     from dataclasses import asdict
 
-    from .scenarios import format_transfer
-    from .scenarios import run_transfer as run
+    from .scenarios import format_transfer, run_transfer as run
 
     _prereq()
     paths = _paths(args)
@@ -182,8 +178,7 @@ def run_failover(args: argparse.Namespace) -> int:
     """``mptcpsec bench failover --net netns``: path 1's link goes down mid-echo."""
     from dataclasses import asdict
 
-    from .scenarios import format_failover
-    from .scenarios import run_failover as run
+    from .scenarios import format_failover, run_failover as run
 
     _prereq()
     paths = _paths(args) if args.path else _paths(argparse.Namespace(path=["50:10", "50:10"]))

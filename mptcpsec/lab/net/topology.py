@@ -27,14 +27,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from ...errors import LabError as LabError
+
 PREFIX = "mpsl-"
 SERVER_ADDR = "203.0.113.1"
 MAX_PATHS = 8
 NETNS_DIR = "/run/netns"
-
-
-class LabError(RuntimeError):
-    """The lab cannot be built or used (missing privilege, tool, or kernel feature)."""
 
 
 @dataclass
