@@ -124,7 +124,9 @@ def test_download_survives_an_attack_on_path_2(rig: Rig, www: Path, tmp_path: Pa
                       f"127.0.0.2:{gport}", "--attack", attack, "--direction", "s2c",
                       "--after", "300k", "--json")
     wait_listening("127.0.0.2", pport, proxy.popen)
-    tun, sport, _ = rig.tunnel([("127.0.0.1", gport), ("127.0.0.2", pport)])
+    # path 2 joins at once (not after the first answer), so that it carries its share of
+    # the download however fast path 1 is
+    tun, sport, _ = rig.tunnel([("127.0.0.1", gport), ("127.0.0.2", pport)], "--eager-join")
     out = tmp_path / "4m.bin"
     res = curl("--socks5-hostname", f"127.0.0.1:{sport}", f"http://{DEST}:{hport}/4m.bin",
                "-o", str(out))
