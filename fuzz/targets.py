@@ -137,8 +137,9 @@ def _psk_hello(inp: Input) -> None:
 
 def _split_path_claim(inp: Input) -> None:
     """split-path server with a genuine CLIENT_SHARE, then fuzzed messages on a claimed
-    path 1 (ABORTs, CLIENT_NONCEs with fuzzed fields): an ABORT before a valid path-1
-    message never ends the exchange; nothing completes it (SPEC 7.3)."""
+    path 1 (ABORTs, CLIENT_NONCEs with fuzzed fields): a well-formed ABORT (two bytes or
+    more) before a valid path-1 message never ends the exchange; nothing completes it
+    (SPEC 7.3). A one-byte 0x7f is malformed, and malformed input ends it like any other."""
     from mptcpsec.crypto import splitpath as sp
 
     client = sp.SplitPathClient(sp.SplitPathConfig(Role.CLIENT))
@@ -158,7 +159,8 @@ def _split_path_claim(inp: Input) -> None:
                 msg = inp.take(inp.u8())
             step = server.receive(sp.NONCE_PATH, msg)
             assert step.result is None, "a forged path 1 completed the exchange"
-            if msg[:1] == b"\x7f" and server._valid_paths == {sp.SHARE_PATH}:
+            if (msg[:1] == b"\x7f" and len(msg) >= 2
+                    and server._valid_paths == {sp.SHARE_PATH}):
                 assert step.error is None, "an ABORT on a silent path ended the exchange"
             if step.error is not None:
                 assert isinstance(step.error, KeyExchangeError)
